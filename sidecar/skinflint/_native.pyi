@@ -1,0 +1,248 @@
+"""Typed surface of the Rust core (``skinflint._native``).
+
+This file is part of the contract: ``tests/test_native_stub.py`` checks that every name here
+exists at runtime with the same kind (class or function). The core is pure Rust; errors are
+mapped to the exception classes below at the binding boundary, and a Rust panic surfaces as
+``NativePanic`` (a ``RuntimeError``), never as a process abort.
+
+Request shape accepted by ``cache_key`` and ``prefix_fingerprints`` (a plain dict, the same
+shape the pipeline's ``Call`` produces with ``Call.key_material()``)::
+
+    {
+      "namespace": "tenant:acme",                 # required, str (the tenant is always here)
+      "model": "anthropic/claude-haiku-4-5",      # required, str (the *requested* model)
+      "params": {"temperature": 0.0, ...},        # output-affecting params, JSON object
+      "tools": [{...json schema tool...}],        # list of JSON objects, order kept
+      "system": ["...", ...],                     # list of system text blocks
+      "messages": [                               # list of turns, order kept
+        {"role": "user", "content": [
+            {"type": "text", "text": "..."},
+            {"type": "image", "media_type": "image/png", "data": "<base64>" },
+            {"type": "tool_use", "id": "...", "name": "...", "input": {...}},
+            {"type": "tool_result", "tool_use_id": "...", "content": ..., "is_error": false},
+        ]},
+      ],
+    }
+
+Unknown top-level keys are rejected (``KeyInputError``) so a new output-affecting field can
+never be silently left out of the key.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, final
+
+__version__: Final[str]
+
+class NativeError(Exception):
+    """Base class of every error raised by the Rust core."""
+
+class KeyInputError(NativeError, ValueError):
+    """The request dict does not have the documented shape (names the path and the fix)."""
+
+class RuleSetError(NativeError, ValueError):
+    """A rule set is invalid (unknown name, bad regex: names the pattern and the reason)."""
+
+class CacheError(NativeError, OSError):
+    """LMDB could not be opened or written (names the path and the LMDB error)."""
+
+class TokenizerError(NativeError, ValueError):
+    """Token counting failed (for example an unknown encoding name)."""
+
+class NativePanic(NativeError, RuntimeError):
+    """A Rust panic caught at the boundary; the process keeps running."""
+
+@final
+class RuleSet:
+    """A named, immutable canonicalization rule set.
+
+    Rules applied to every text, in this order: NFC normalization (``nfc``), volatile-field
+    stripping (each match replaced by a fixed placeholder such as ``<ts>``, ``<date>``,
+    ``<uuid>``, ``<v>`` for custom patterns), case folding (``case_fold``), whitespace
+    collapse (runs of Unicode whitespace -> one space, ``collapse_whitespace``) and trimming
+    (``trim``). JSON parts (tool inputs, schemas, structured tool results) get their object
+    keys sorted (``sort_json_keys``) and their string values canonicalized with the same text
+    rules; numbers are written in a canonical form. Canonicalization is idempotent.
+
+    Built-in names: ``"exact"`` (nothing changes; used for provider prefix fingerprints),
+    ``"conservative"`` (default: NFC, whitespace collapse + trim, JSON key order),
+    ``"volatile"`` (conservative + timestamps, dates, UUIDs stripped),
+    ``"aggressive"`` (volatile + case folding).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "custom",
+        nfc: bool = True,
+        collapse_whitespace: bool = True,
+        trim: bool = True,
+        sort_json_keys: bool = True,
+        case_fold: bool = False,
+        strip_timestamps: bool = False,
+        strip_dates: bool = False,
+        strip_uuids: bool = False,
+        strip_patterns: Sequence[str] = (),
+    ) -> None:
+        """Raises:
+        RuleSetError: a pattern in ``strip_patterns`` does not compile (names it and why).
+        """
+
+    @staticmethod
+    def named(name: str) -> RuleSet:
+        """One of the built-in rule sets. Raises RuleSetError naming the valid names."""
+
+    @staticmethod
+    def builtin_names() -> list[str]: ...
+    @property
+    def name(self) -> str: ...
+    def describe(self) -> dict[str, Any]:
+        """The rule set's flags and patterns, for logs and config dumps."""
+
+    def canonicalize_text(self, text: str) -> str: ...
+    def canonicalize_json(self, json_text: str) -> str:
+        """Canonical compact JSON. Raises KeyInputError if ``json_text`` is not JSON."""
+
+@final
+class CacheKey:
+    """A 128-bit xxh3 key. Equal requests (after canonicalization) give equal keys."""
+
+    @property
+    def hex(self) -> str:
+        """32 lowercase hex digits."""
+
+    @property
+    def bytes(self) -> bytes:
+        """16 bytes, big-endian; what the response cache stores under."""
+
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+def cache_key(request: Mapping[str, Any], rules: RuleSet) -> CacheKey:
+    """Key = xxh3-128 over a length-prefixed, tagged encoding of (namespace, model, params,
+    tools, system, messages) after canonicalization, so no two different requests collide by
+    concatenation. Hashing runs with the GIL released.
+
+    Raises:
+        KeyInputError: the dict does not have the documented shape (names the path).
+    """
+
+def cache_key_json(request_json: str | bytes, rules: RuleSet) -> CacheKey:
+    """Same as ``cache_key`` for the request as a JSON document."""
+
+@final
+class PrefixFingerprint:
+    """A hash of the request up to one cacheable prefix boundary (provider prompt caching).
+
+    ``kind`` is ``"tools"`` (after the tool definitions), ``"system"`` (after the system
+    blocks) or ``"message"`` (after message ``index``). Hashes are cumulative in the order
+    providers build their prompt caches (tools, then system, then messages) and include the
+    model but not the namespace (the provider cache is shared across tenants of one key).
+    ``cumulative_chars`` counts the characters of canonical text up to the boundary.
+    """
+
+    @property
+    def kind(self) -> Literal["tools", "system", "message"]: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def hex(self) -> str: ...
+    @property
+    def cumulative_chars(self) -> int: ...
+
+def prefix_fingerprints(request: Mapping[str, Any], rules: RuleSet) -> list[PrefixFingerprint]:
+    """One fingerprint per boundary present, in prompt order. Use ``RuleSet.named("exact")``:
+    a provider cache hit needs byte-identical prefixes."""
+
+@final
+class CacheStats:
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    expired: int
+    map_size: int
+    max_bytes: int
+
+@final
+class ResponseCache:
+    """Response cache on LMDB: per-entry TTL, size bound with eviction, crash-safe.
+
+    Many threads and several processes may open the same ``path`` at once. ``entries``,
+    ``bytes`` and ``evictions`` are stored in the environment (shared by all processes);
+    ``hits``, ``misses`` and ``expired`` count this process's lookups. Every value carries a
+    header (magic, format version, expiry, checksum); a value that does not decode is a miss
+    and is removed on the next write, never an error. When the size bound or the LMDB map is
+    reached, the oldest entries are evicted until the new one fits.
+    """
+
+    def __init__(
+        self, path: str, *, max_bytes: int = 1 << 30, durable: bool = False
+    ) -> None:
+        """Raises CacheError (path, reason) if the directory cannot be created or opened."""
+
+    @property
+    def path(self) -> str: ...
+    def get(self, key: bytes) -> bytes | None:
+        """The stored value, or None when absent, expired or undecodable."""
+
+    def put(self, key: bytes, value: bytes, *, ttl_seconds: float) -> None:
+        """Store ``value`` for ``ttl_seconds`` (> 0). Evicts the oldest entries when full.
+
+        Raises:
+            ValueError: ttl_seconds <= 0, or the value alone exceeds max_bytes.
+            CacheError: LMDB failed for a reason other than a full map.
+        """
+
+    def delete(self, key: bytes) -> bool: ...
+    def purge_expired(self) -> int:
+        """Remove expired entries; returns how many."""
+
+    def clear(self) -> None: ...
+    def stats(self) -> CacheStats: ...
+    def sync(self) -> None:
+        """Flush to disk (useful when ``durable=False``)."""
+
+@final
+class TokenCount:
+    count: int
+    exact: bool
+    method: str
+    """``"o200k_base"``, ``"cl100k_base"`` or ``"anthropic-estimate"``."""
+
+def encoding_for_model(model: str) -> str:
+    """The tokenizer used for ``model`` (provider prefix ignored): ``"o200k_base"``,
+    ``"cl100k_base"`` or ``"anthropic-estimate"`` (Claude models; any unknown model falls back
+    to ``"o200k_base"`` counted as an estimate)."""
+
+def count_tokens(model: str, text: str) -> TokenCount:
+    """Exact for OpenAI models (tiktoken-rs); a documented over-estimate for Anthropic."""
+
+def count_chat_tokens(model: str, messages: Sequence[tuple[str, str]]) -> TokenCount:
+    """Prompt tokens of a chat request: per-message framing included (OpenAI's documented
+    3 tokens per message + 3 to prime the reply)."""
+
+def _panic_for_test() -> None:
+    """Panics inside Rust; the binding turns it into NativePanic (tests prove it)."""
+
+__all__ = [
+    "NativeError",
+    "KeyInputError",
+    "RuleSetError",
+    "CacheError",
+    "TokenizerError",
+    "NativePanic",
+    "RuleSet",
+    "CacheKey",
+    "cache_key",
+    "cache_key_json",
+    "PrefixFingerprint",
+    "prefix_fingerprints",
+    "CacheStats",
+    "ResponseCache",
+    "TokenCount",
+    "encoding_for_model",
+    "count_tokens",
+    "count_chat_tokens",
+    "_panic_for_test",
+]
