@@ -176,9 +176,7 @@ class ResponseCache:
     reached, the oldest entries are evicted until the new one fits.
     """
 
-    def __init__(
-        self, path: str, *, max_bytes: int = 1 << 30, durable: bool = False
-    ) -> None:
+    def __init__(self, path: str, *, max_bytes: int = 1 << 30, durable: bool = False) -> None:
         """Raises CacheError (path, reason) if the directory cannot be created or opened."""
 
     @property
@@ -226,23 +224,23 @@ def _panic_for_test() -> None:
     """Panics inside Rust; the binding turns it into NativePanic (tests prove it)."""
 
 __all__ = [
-    "NativeError",
-    "KeyInputError",
-    "RuleSetError",
     "CacheError",
-    "TokenizerError",
-    "NativePanic",
-    "RuleSet",
     "CacheKey",
+    "CacheStats",
+    "KeyInputError",
+    "NativeError",
+    "NativePanic",
+    "PrefixFingerprint",
+    "ResponseCache",
+    "RuleSet",
+    "RuleSetError",
+    "TokenCount",
+    "TokenizerError",
+    "_panic_for_test",
     "cache_key",
     "cache_key_json",
-    "PrefixFingerprint",
-    "prefix_fingerprints",
-    "CacheStats",
-    "ResponseCache",
-    "TokenCount",
-    "encoding_for_model",
-    "count_tokens",
     "count_chat_tokens",
-    "_panic_for_test",
+    "count_tokens",
+    "encoding_for_model",
+    "prefix_fingerprints",
 ]

@@ -1,0 +1,191 @@
+"""The ``App``: the one object that holds state, and the entry point of every operation.
+
+It owns the compiled configuration, the named rule sets and the embedded response cache,
+and (as later issues land) the router, budget store, queues and providers. Transports call
+its methods with validated domain objects; it never sees a wire message.
+
+Features that are not built yet raise ``NotImplementedYet`` saying what is missing, never a
+made-up answer. Callers only reach them after their request has been fully validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn, Self
+
+from skinflint import _native
+from skinflint.config import Settings, compile_rule_sets, prepare_data_dir
+from skinflint.errors import (
+    ConfigError,
+    ConfigIssue,
+    InternalError,
+    NotImplementedYet,
+    StorageError,
+    native_errors,
+)
+from skinflint.logs import get_logger
+from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
+from skinflint.pipeline.call import Call
+from skinflint.pipeline.jobs import Submission
+from skinflint.pipeline.projection import ProjectionRequest
+
+_log = get_logger("app")
+_VALID = "the request was valid"
+
+
+class App:
+    """Compiled configuration plus the long-lived resources built from it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rule_sets: Mapping[str, _native.RuleSet],
+        cache: _native.ResponseCache,
+    ) -> None:
+        self.settings = settings
+        self.rule_sets = rule_sets
+        self._cache: _native.ResponseCache | None = cache
+
+    @classmethod
+    def open(cls, settings: Settings) -> Self:
+        """Build everything the sidecar needs at boot, failing early with a clear error.
+
+        Raises:
+            ConfigError: the data dir is not usable, a rule set does not compile, or the
+                response cache cannot be opened (each names the key to change).
+        """
+        data_dir = prepare_data_dir(settings)
+        rule_sets = compile_rule_sets(settings)
+        cache_path = data_dir / "cache"
+        try:
+            with native_errors(f"opening the response cache at {cache_path}"):
+                cache = _native.ResponseCache(
+                    str(cache_path),
+                    max_bytes=settings.cache.max_bytes,
+                    durable=settings.cache.durable,
+                )
+        except StorageError as exc:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "data_dir",
+                        str(exc),
+                        "point data_dir (SKINFLINT_DATA_DIR, --data-dir) at a writable local "
+                        "directory, or check cache.max_bytes against the free space",
+                    )
+                ]
+            ) from exc
+        _log.info(
+            "app_opened",
+            data_dir=str(data_dir),
+            cache_max_bytes=settings.cache.max_bytes,
+            rule_sets=sorted(rule_sets),
+        )
+        return cls(settings, rule_sets, cache)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def cache(self) -> _native.ResponseCache:
+        if self._cache is None:
+            raise InternalError("the App is closed; its response cache is no longer open")
+        return self._cache
+
+    def rule_set_for(self, feature: str) -> _native.RuleSet:
+        """The canonicalization rules for ``feature`` (config validated the name at boot)."""
+        return self.rule_sets[self.settings.rule_set_name(feature)]
+
+    def close(self) -> None:
+        """Flush and release resources; safe to call twice."""
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            with native_errors(f"flushing the response cache at {cache.path}"):
+                cache.sync()
+            _log.info("app_closed")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- operations (one per RPC); each lands with its issue -----------------------------
+
+    async def complete(self, call: Call) -> NoReturn:
+        raise NotImplementedYet(
+            "Complete",
+            "provider calls are not available in this build yet (the Complete path lands "
+            f"with the providers issue); {_VALID}",
+        )
+
+    async def complete_stream(self, call: Call) -> AsyncIterator[NoReturn]:
+        raise NotImplementedYet(
+            "CompleteStream",
+            "provider calls are not available in this build yet (streaming lands with the "
+            f"providers issue); {_VALID}",
+        )
+        yield  # an async generator, like the real stream will be
+
+    async def estimate(self, call: Call) -> NoReturn:
+        raise NotImplementedYet(
+            "Estimate",
+            "cost estimation is not available in this build yet (it needs the router and "
+            f"the price table, which land with the routing and accounting issues); {_VALID}",
+        )
+
+    async def submit(self, submission: Submission) -> NoReturn:
+        raise NotImplementedYet(
+            "Submit",
+            "the async lane is not available in this build yet (the durable queue and "
+            f"provider Batch APIs land with the lanes issue); {_VALID}",
+        )
+
+    async def get_job(self, job_id: str) -> NoReturn:
+        raise NotImplementedYet(
+            "GetJob",
+            "the async lane is not available in this build yet (it lands with the lanes "
+            f"issue), so there are no jobs to read; {_VALID}",
+        )
+
+    async def cancel_job(self, job_id: str) -> NoReturn:
+        raise NotImplementedYet(
+            "CancelJob",
+            "the async lane is not available in this build yet (it lands with the lanes "
+            f"issue), so there are no jobs to cancel; {_VALID}",
+        )
+
+    async def get_budget(self, budget_id: str) -> NoReturn:
+        raise _budgets_missing("GetBudget")
+
+    async def set_budget(self, spec: BudgetSpec) -> NoReturn:
+        raise _budgets_missing("SetBudget")
+
+    async def list_budgets(self, query: BudgetListQuery) -> NoReturn:
+        raise _budgets_missing("ListBudgets")
+
+    async def delete_budget(self, budget_id: str) -> NoReturn:
+        raise _budgets_missing("DeleteBudget")
+
+    async def project(self, request: ProjectionRequest) -> NoReturn:
+        raise NotImplementedYet(
+            "Project",
+            "cost projection is not available in this build yet (it needs the price table "
+            f"and lands with the projection issue); {_VALID}",
+        )
+
+
+def _budgets_missing(rpc: str) -> NotImplementedYet:
+    return NotImplementedYet(
+        rpc,
+        "budgets are not available in this build yet (the budget store and guard land "
+        f"with the budgets issue); {_VALID}",
+    )

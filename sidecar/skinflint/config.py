@@ -1,0 +1,667 @@
+"""Configuration: one YAML file, environment overrides and CLI flags, validated once at boot.
+
+Precedence, highest first: CLI flag > environment > YAML file > default. The environment
+has a few named variables (``SKINFLINT_HOST``, ``SKINFLINT_PORT``, ``SKINFLINT_DATA_DIR``,
+``SKINFLINT_CONFIG`` for the file's path) and a generic form for any key,
+``SKINFLINT__SECTION__KEY=value`` (``__`` separates levels; names are case-insensitive; a
+value starting with ``[`` or ``{`` is parsed as JSON, ``null`` means unset). When both forms
+set one key, the named variable wins.
+
+Every model rejects unknown keys and is frozen; mappings inside are read-only, so the
+``Settings`` a process boots with cannot change under it. A problem is reported as a
+``ConfigError`` whose issues name the dotted key, what is wrong and where to fix it, e.g.
+``server.port: must be between 0 and 65535 (got 70000); set server.port in
+/etc/skinflint.yaml or SKINFLINT_PORT``. Checks that need the outside world (custom rule sets
+compiled by the native core, the data dir being writable) also run at boot, never at the
+first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+
+import annotated_types
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WrapSerializer,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+
+from skinflint import _native
+from skinflint.errors import ConfigError, ConfigIssue
+
+MIB = 1 << 20
+GIB = 1 << 30
+ENV_PREFIX = "SKINFLINT_"
+GENERIC_ENV_PREFIX = "SKINFLINT__"
+CONFIG_ENV = "SKINFLINT_CONFIG"
+
+_V = TypeVar("_V")
+
+#: A ``dict`` field validated as usual, then stored read-only (and dumped as a dict again).
+FrozenMap = Annotated[
+    dict[str, _V],
+    AfterValidator(MappingProxyType),
+    WrapSerializer(lambda value, handler: handler(dict(value))),
+]
+
+_RULE_SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_FEATURE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+class _Section(BaseModel):
+    """Base of every config model: strict about keys, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ServerConfig(_Section):
+    """The gRPC listener. Loopback by default: exposing the sidecar must be a decision."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    #: How long in-flight calls may run to completion after SIGTERM.
+    grace_seconds: float = Field(10.0, ge=0, le=600)
+    #: Largest serialized request accepted; larger ones get INVALID_ARGUMENT naming this key.
+    max_request_bytes: int = Field(4 * MIB, ge=1024, le=GIB)
+    #: Calls served at once; beyond it gRPC answers RESOURCE_EXHAUSTED. None: no bound.
+    max_concurrent_rpcs: int | None = Field(None, ge=1, le=1_000_000)
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_an_address(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError("must be a host name or IP address without spaces")
+        return value
+
+
+class CacheConfig(_Section):
+    """The embedded response cache (LMDB under ``<data_dir>/cache``)."""
+
+    max_bytes: int = Field(GIB, ge=MIB, le=1 << 40)
+    default_ttl_seconds: int = Field(86_400, ge=1, le=366 * 86_400)
+    #: fsync every write (survives power loss, slower); off still survives ``kill -9``.
+    durable: bool = False
+    #: Rule set for features that do not name one: a built-in name or one of ``rule_sets``.
+    rule_set: str = "conservative"
+
+
+class RuleSetConfig(_Section):
+    """A custom canonicalization rule set: the keyword arguments of ``_native.RuleSet``."""
+
+    nfc: bool = True
+    collapse_whitespace: bool = True
+    trim: bool = True
+    sort_json_keys: bool = True
+    case_fold: bool = False
+    strip_timestamps: bool = False
+    strip_dates: bool = False
+    strip_uuids: bool = False
+    strip_patterns: tuple[str, ...] = ()
+
+
+class FeatureConfig(_Section):
+    """Per-feature policy, selected by ``attribution.feature`` on each request."""
+
+    #: Canonicalization rules for the feature's cache keys; None: ``cache.rule_set``.
+    rule_set: str | None = None
+    #: The output cap when a request sets no ``max_tokens`` (it bounds budget reservations).
+    default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``json``: one JSON object per line (for collectors); ``console``: for people.
+    format: Literal["json", "console"] = "json"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(_Section):
+    """The whole configuration; built by ``load_settings``, immutable afterwards."""
+
+    server: ServerConfig = ServerConfig()
+    #: Where the cache and, later, budgets, jobs and the ledger live. Created at start.
+    data_dir: Path = Path("skinflint-data")
+    cache: CacheConfig = CacheConfig()
+    rule_sets: FrozenMap[RuleSetConfig] = Field(default_factory=dict)
+    features: FrozenMap[FeatureConfig] = Field(default_factory=dict)
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        if not str(value).strip():
+            raise ValueError("must be a directory path")
+        return value.expanduser().absolute()
+
+    def feature(self, name: str) -> FeatureConfig:
+        """The feature's settings; a feature not configured gets the defaults."""
+        return self.features.get(name) or FeatureConfig()
+
+    def rule_set_name(self, feature: str) -> str:
+        """The rule set that canonicalizes cache keys for ``feature``."""
+        return self.feature(feature).rule_set or self.cache.rule_set
+
+    def to_yaml(self) -> str:
+        """The effective configuration as YAML (what ``skinflint config check`` prints)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    path: tuple[str, ...]
+    flag: str
+    env: str
+
+
+#: The keys with a CLI flag and a named environment variable of their own.
+NAMED_OVERRIDES: Mapping[str, _Flag] = MappingProxyType(
+    {
+        "host": _Flag(("server", "host"), "--host", "SKINFLINT_HOST"),
+        "port": _Flag(("server", "port"), "--port", "SKINFLINT_PORT"),
+        "data_dir": _Flag(("data_dir",), "--data-dir", "SKINFLINT_DATA_DIR"),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Where a value came from, so an error can say where to fix it."""
+
+    kind: Literal["yaml", "env", "flag"]
+    where: str  # the file path, the variable name, or the flag
+
+
+class _Layers:
+    """The merged raw config plus the source of every key that was set explicitly."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, Any] = {}
+        self.sources: dict[tuple[str, ...], _Source] = {}
+
+    def set(self, path: tuple[str, ...], value: Any, source: _Source) -> None:
+        node = self.raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+        self.sources = {p: s for p, s in self.sources.items() if p[: len(path)] != path}
+        self.sources[path] = source
+
+    def source_of(self, loc: tuple[str, ...]) -> _Source | None:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.sources:
+                return self.sources[loc[:end]]
+        return None
+
+
+def resolve_config_path(
+    config_path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    """The YAML file to read: the ``--config`` flag, else ``SKINFLINT_CONFIG``, else none."""
+    env = os.environ if env is None else env
+    if config_path is not None and str(config_path):
+        return Path(config_path)
+    from_env = env.get(CONFIG_ENV, "")
+    return Path(from_env) if from_env else None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration; raise ``ConfigError`` listing every issue.
+
+    ``flags`` holds CLI values by ``NAMED_OVERRIDES`` name (``host``, ``port``, ``data_dir``);
+    ``None`` values are ignored. ``env`` defaults to ``os.environ``. Custom rule sets are
+    compiled by the native core here, so a bad pattern fails at boot naming its key.
+    """
+    env = os.environ if env is None else env
+    path = resolve_config_path(config_path, env)
+    layers = _Layers()
+    issues: list[ConfigIssue] = []
+    if path is not None:
+        from_flag = config_path is not None and bool(str(config_path))
+        _read_yaml(path, from_flag, layers)
+    issues += _apply_env(env, layers)
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        override = NAMED_OVERRIDES[name]
+        layers.set(override.path, value, _Source("flag", override.flag))
+    if issues:
+        raise ConfigError(issues)
+    try:
+        settings = Settings.model_validate(layers.raw)
+    except ValidationError as exc:
+        raise ConfigError(_issues_from_validation(exc, layers, path)) from None
+    issues = _cross_check(settings, layers, path)
+    if issues:
+        raise ConfigError(issues)
+    return settings
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path, from_flag: bool, layers: _Layers) -> None:
+    how = "--config" if from_flag else CONFIG_ENV
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigIssue("config", f"file {path} not found (named by {how})", f"fix {how}")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [ConfigIssue("config", f"cannot read {path}: {exc}", f"fix {how}")]
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no objects
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError(
+            [ConfigIssue("config", f"{path} is not valid YAML: {detail}", "fix the file")]
+        ) from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "config",
+                    f"{path} must hold a mapping of sections at the top level (got {_kind(data)})",
+                    f"valid top-level keys: {', '.join(Settings.model_fields)}",
+                )
+            ]
+        )
+    source = _Source("yaml", str(path))
+    for key, value in data.items():
+        layers.set((key,), value, source)
+
+
+def _apply_env(env: Mapping[str, str], layers: _Layers) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    generic = sorted(name for name in env if name.upper().startswith(GENERIC_ENV_PREFIX))
+    for name in generic:
+        parts = tuple(p.lower() for p in name[len(GENERIC_ENV_PREFIX) :].split("__"))
+        if not all(parts):
+            issues.append(
+                ConfigIssue(
+                    name,
+                    "environment variable name has an empty key part",
+                    "use SKINFLINT__SECTION__KEY, e.g. SKINFLINT__SERVER__GRACE_SECONDS",
+                )
+            )
+            continue
+        try:
+            value = _env_value(env[name])
+        except ValueError as exc:
+            issues.append(ConfigIssue(".".join(parts), f"{name} is not valid JSON: {exc}"))
+            continue
+        layers.set(parts, value, _Source("env", name))
+    for override in NAMED_OVERRIDES.values():
+        if env.get(override.env):  # set but empty counts as unset, as in the CLI
+            # Scalars: taken as typed (an IPv6 host like "[::1]" is not JSON).
+            layers.set(override.path, env[override.env], _Source("env", override.env))
+    return issues
+
+
+def _env_value(text: str) -> Any:
+    """Environment values are strings (pydantic coerces them); JSON for lists and maps."""
+    stripped = text.strip()
+    if stripped == "null":
+        return None
+    if stripped[:1] in ("[", "{"):
+        return json.loads(stripped)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Error messages
+# ---------------------------------------------------------------------------------------------
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "config"
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    strs = tuple(p for p in loc if not isinstance(p, int))
+    for override in NAMED_OVERRIDES.values():
+        if override.path == strs:
+            return override.env
+    return GENERIC_ENV_PREFIX + "__".join(str(p).upper() for p in strs)
+
+
+def _fix_hint(loc: tuple[Any, ...], layers: _Layers, path: Path | None) -> str:
+    key = _dotted(tuple(p for p in loc if not isinstance(p, int)))
+    source = layers.source_of(tuple(p for p in loc if not isinstance(p, int)))
+    if source is not None and source.kind == "flag":
+        return f"fix the {source.where} flag"
+    if source is not None and source.kind == "env":
+        return f"fix the environment variable {source.where}"
+    where = str(path) if path is not None else "the YAML config file"
+    return f"set {key} in {where} or {_env_name(loc)}"
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    for kind, label in names.items():
+        if isinstance(value, kind):
+            return label
+    if isinstance(value, int | float):
+        return "a number"
+    return "nothing" if value is None else f"a {type(value).__name__}"
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``X | None`` so the loc walker sees the container type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _resolve(loc: tuple[Any, ...]) -> tuple[Any, FieldInfo | None]:
+    """The type ``loc`` leads to in ``Settings``, and the field of its last key (if a field).
+
+    Used to render errors: the valid keys of a section, the bounds of a number.
+    """
+    current: Any = Settings
+    field_info: FieldInfo | None = None
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field_info = current.model_fields.get(str(part))
+            if field_info is None:
+                return None, None
+            current = field_info.annotation
+        else:
+            # A key of a dict or an index of a tuple: step to the element type.
+            args = typing.get_args(current)
+            current = args[-1] if typing.get_origin(current) is dict else args[0] if args else None
+            field_info = None
+    return _unwrap(current), field_info
+
+
+def _bounds(field_info: FieldInfo | None) -> tuple[Any, Any]:
+    low = high = None
+    for meta in field_info.metadata if field_info is not None else ():
+        if isinstance(meta, annotated_types.Ge | annotated_types.Gt):
+            low = getattr(meta, "ge", getattr(meta, "gt", None))
+        if isinstance(meta, annotated_types.Le | annotated_types.Lt):
+            high = getattr(meta, "le", getattr(meta, "lt", None))
+    return low, high
+
+
+def _problem(error: Any, loc: tuple[Any, ...]) -> str:
+    kind, value = error["type"], error.get("input")
+    got = f" (got {value!r})"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        low, high = _bounds(_resolve(loc)[1])
+        if low is not None and high is not None:
+            return f"must be between {low} and {high}{got}"
+        return error["msg"].replace("Input should be", "must be") + got
+    if kind == "extra_forbidden":
+        parent = _resolve(loc[:-1])[0]
+        is_model = isinstance(parent, type) and issubclass(parent, BaseModel)
+        valid = ", ".join(parent.model_fields) if is_model else "(none)"
+        where = f"under {_dotted(loc[:-1])}" if loc[:-1] else "at the top level"
+        return f"unknown key; valid keys {where}: {valid}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false{got}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping (got {_kind(value)})"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list (got {_kind(value)})"
+    if kind == "string_type":
+        return f"must be a string (got {_kind(value)})"
+    if kind == "literal_error":
+        return f"must be one of {error['ctx']['expected']}{got}"
+    if kind == "value_error":
+        return f"{error['ctx']['error']}{got}"
+    return error["msg"].replace("Input should be", "must be") + got
+
+
+def _issues_from_validation(
+    exc: ValidationError, layers: _Layers, path: Path | None
+) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        problem = _problem(error, loc)
+        if error["type"] == "extra_forbidden":
+            source = layers.source_of(tuple(str(p) for p in loc))
+            if source is not None and source.kind == "env":
+                fix = f"unset the environment variable {source.where}"
+            else:
+                fix = f"remove it from {path}" if path is not None else "remove it"
+        else:
+            fix = _fix_hint(loc, layers, path)
+        issues.append(ConfigIssue(_dotted(loc), problem, fix))
+    return issues
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-checks and boot-time checks
+# ---------------------------------------------------------------------------------------------
+
+
+def builtin_rule_set_names() -> list[str]:
+    return sorted(_native.RuleSet.builtin_names())
+
+
+def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    builtins = builtin_rule_set_names()
+    for name in settings.rule_sets:
+        loc = ("rule_sets", name)
+        if name in builtins:
+            issues.append(
+                ConfigIssue(
+                    f"rule_sets.{name}",
+                    f"{name!r} is a built-in rule set name ({', '.join(builtins)})",
+                    "give the custom rule set another name",
+                )
+            )
+        elif not _RULE_SET_NAME.fullmatch(name):
+            issues.append(
+                ConfigIssue(
+                    f"rule_sets.{name}",
+                    "rule set names are 1-64 lowercase letters, digits, '_' or '-', "
+                    "starting with a letter or digit",
+                    _fix_hint(loc, layers, path),
+                )
+            )
+    known = [*builtins, *sorted(settings.rule_sets)]
+
+    def check_reference(loc: tuple[str, ...], name: str) -> None:
+        if name not in known:
+            issues.append(
+                ConfigIssue(
+                    _dotted(loc),
+                    f"unknown rule set {name!r}; known: {', '.join(known)}",
+                    f"use one of them or define rule_sets.{name} ({_fix_hint(loc, layers, path)})",
+                )
+            )
+
+    check_reference(("cache", "rule_set"), settings.cache.rule_set)
+    for feature, feature_cfg in settings.features.items():
+        if not _FEATURE_NAME.fullmatch(feature):
+            issues.append(
+                ConfigIssue(
+                    f"features.{feature}",
+                    "feature names are 1-128 letters, digits, '.', '_' or '-' "
+                    "(the same names requests send in attribution.feature)",
+                    _fix_hint(("features", feature), layers, path),
+                )
+            )
+        if feature_cfg.rule_set is not None:
+            check_reference(("features", feature, "rule_set"), feature_cfg.rule_set)
+    issues += _compile_issues(settings)
+    return issues
+
+
+def _compile_issues(settings: Settings) -> list[ConfigIssue]:
+    issues = []
+    for name, rule_cfg in settings.rule_sets.items():
+        try:
+            _native.RuleSet(name=name, **rule_cfg.model_dump())
+        except _native.RuleSetError as exc:
+            issues.append(_rule_set_issue(name, rule_cfg, exc))
+    return issues
+
+
+def _rule_set_issue(name: str, rule_cfg: RuleSetConfig, exc: Exception) -> ConfigIssue:
+    """Find which pattern broke the rule set, so the issue names ``strip_patterns[i]``."""
+    for index, pattern in enumerate(rule_cfg.strip_patterns):
+        try:
+            _native.RuleSet(name=name, strip_patterns=[pattern])
+        except _native.RuleSetError as pattern_exc:
+            return ConfigIssue(
+                f"rule_sets.{name}.strip_patterns[{index}]",
+                f"invalid regular expression {pattern!r}: {pattern_exc}",
+                "fix the pattern (Rust regex syntax; no look-around or backreferences)",
+            )
+    return ConfigIssue(f"rule_sets.{name}", f"the native core rejected it: {exc}")
+
+
+def compile_rule_sets(settings: Settings) -> Mapping[str, _native.RuleSet]:
+    """Every usable rule set by name: the built-ins plus the configured custom ones.
+
+    Raises:
+        ConfigError: a custom rule set does not compile (naming the pattern).
+    """
+    compiled = {name: _native.RuleSet.named(name) for name in builtin_rule_set_names()}
+    issues = []
+    for name, rule_cfg in settings.rule_sets.items():
+        try:
+            compiled[name] = _native.RuleSet(name=name, **rule_cfg.model_dump())
+        except _native.RuleSetError as exc:
+            issues.append(_rule_set_issue(name, rule_cfg, exc))
+    if issues:
+        raise ConfigError(issues)
+    return MappingProxyType(compiled)
+
+
+_DATA_DIR_FIX = (
+    "set data_dir in the config, SKINFLINT_DATA_DIR or --data-dir to a writable directory"
+)
+
+
+def prepare_data_dir(settings: Settings) -> Path:
+    """Create the data dir if needed and prove it is writable, at boot.
+
+    Raises:
+        ConfigError: it cannot be created or written (names the path and the OS error).
+    """
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue("data_dir", f"cannot create {path}: {exc.strerror or exc}", _DATA_DIR_FIX)]
+        ) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "data_dir", f"{path} is not writable: {exc.strerror or exc}", _DATA_DIR_FIX
+                )
+            ]
+        ) from None
+    return path
+
+
+def data_dir_issue(settings: Settings) -> ConfigIssue | None:
+    """What would stop ``prepare_data_dir``, checked without creating anything."""
+    path = settings.data_dir
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return ConfigIssue("data_dir", f"{probe} is not a directory", _DATA_DIR_FIX)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == path else f"cannot be created ({probe} is read-only)"
+        return ConfigIssue("data_dir", f"{path} {what}", _DATA_DIR_FIX)
+    return None
+
+
+__all__ = [
+    "CacheConfig",
+    "FeatureConfig",
+    "LoggingConfig",
+    "RuleSetConfig",
+    "ServerConfig",
+    "Settings",
+    "builtin_rule_set_names",
+    "compile_rule_sets",
+    "data_dir_issue",
+    "load_settings",
+    "prepare_data_dir",
+    "resolve_config_path",
+]

@@ -1,0 +1,1 @@
+"""The gRPC transport: ``skinflint.v1`` messages <-> domain objects, errors -> statuses."""

@@ -1,0 +1,117 @@
+"""The gRPC servicer: thin by design. Each method checks the request's size, converts and
+validates it (``convert``) and calls the ``App``; answers will be converted back here as
+the features land (today every valid request ends in UNIMPLEMENTED from the App). Every
+``SkinflintError`` becomes a status in one place (``_errors``); anything else is a bug,
+logged with its traceback and answered INTERNAL without internals in the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from skinflint.app import App
+from skinflint.errors import InternalError, SkinflintError
+from skinflint.logs import get_logger
+from skinflint.transports.grpc import convert
+from skinflint.transports.grpc.status import to_grpc_status
+from skinflint.v1 import skinflint_pb2 as pb
+from skinflint.v1 import skinflint_pb2_grpc as pb_grpc
+
+_log = get_logger("grpc")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class SkinflintServicer(pb_grpc.SkinflintServicer):
+    """``skinflint.v1.Skinflint`` over the ``App``."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._limit = app.settings.server.max_request_bytes
+
+    async def CompleteStream(
+        self, request: pb.CompleteRequest, context: Context
+    ) -> AsyncIterator[pb.CompleteStreamEvent]:
+        async with _errors(context, "CompleteStream"):
+            convert.check_request_size(request, self._limit)
+            call = convert.to_call(request)
+            async for event in self._app.complete_stream(call):
+                yield event
+
+    async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
+        async with _errors(context, "Complete"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.complete(convert.to_call(request))
+
+    async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
+        async with _errors(context, "Estimate"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.estimate(convert.to_estimate_call(request))
+
+    async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.Job:
+        async with _errors(context, "Submit"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.submit(convert.to_submission(request))
+
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
+        async with _errors(context, "GetJob"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.get_job(convert.to_job_id(request))
+
+    async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
+        async with _errors(context, "CancelJob"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.cancel_job(convert.to_job_id(request))
+
+    async def GetBudget(self, request: pb.GetBudgetRequest, context: Context) -> pb.Budget:
+        async with _errors(context, "GetBudget"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.get_budget(convert.to_budget_id(request.id))
+
+    async def SetBudget(self, request: pb.SetBudgetRequest, context: Context) -> pb.Budget:
+        async with _errors(context, "SetBudget"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.set_budget(convert.to_budget_spec(request))
+
+    async def ListBudgets(
+        self, request: pb.ListBudgetsRequest, context: Context
+    ) -> pb.ListBudgetsResponse:
+        async with _errors(context, "ListBudgets"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.list_budgets(convert.to_budget_query(request))
+
+    async def DeleteBudget(
+        self, request: pb.DeleteBudgetRequest, context: Context
+    ) -> pb.DeleteBudgetResponse:
+        async with _errors(context, "DeleteBudget"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.delete_budget(convert.to_budget_id(request.id))
+
+    async def Project(self, request: pb.ProjectRequest, context: Context) -> pb.ProjectResponse:
+        async with _errors(context, "Project"):
+            convert.check_request_size(request, self._limit)
+            return await self._app.project(convert.to_projection(request))
+
+
+@contextlib.asynccontextmanager
+async def _errors(context: Context, rpc: str) -> AsyncIterator[None]:
+    """Turn what the body raises into the RPC's status."""
+    try:
+        yield
+    except SkinflintError as exc:
+        await _abort(context, rpc, exc)
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        _log.exception("rpc_internal_error", rpc=rpc)
+        await _abort(context, rpc, InternalError(f"{rpc}: internal error; see the sidecar logs"))
+
+
+async def _abort(context: Context, rpc: str, error: SkinflintError) -> NoReturn:
+    # Log the outcome, never the request: messages may quote field values but not prompts.
+    _log.info("rpc_rejected", rpc=rpc, code=error.code.name, error=error.message)
+    await context.abort_with_status(to_grpc_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
