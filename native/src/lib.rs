@@ -1,0 +1,23 @@
+//! Rust core of skinflint: canonicalization, cache keys, prefix fingerprints, the LMDB
+//! response cache and token counting.
+//!
+//! The core is plain Rust returning [`Result<_, CoreError>`](error::CoreError); the Python
+//! binding lives only in `py.rs`, behind the `python` feature, so `cargo test` needs no
+//! Python.
+
+pub mod cache;
+pub mod canon;
+pub mod error;
+pub mod key;
+pub mod prefix;
+pub mod tokens;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use cache::{CacheStats, ResponseCache};
+pub use canon::{RuleSet, RuleSetOptions};
+pub use error::{CoreError, Result};
+pub use key::{cache_key, CacheKey, KeyInput, Message, Part, Role};
+pub use prefix::{prefix_fingerprints, PrefixFingerprint, PrefixKind};
+pub use tokens::{count_chat_tokens, count_tokens, encoding_for_model, Method, TokenCount};

@@ -1,0 +1,849 @@
+//! The Python binding (`skinflint._native`): the only file that knows about PyO3.
+//!
+//! Every exported function and method:
+//!
+//! * extracts its Python arguments into owned or immutable Rust data while attached;
+//! * runs canonicalization, hashing, token counting and every LMDB operation detached from
+//!   the interpreter (`Python::detach`), so other Python threads keep running;
+//! * maps [`CoreError`] to this module's exception classes in one place ([`to_py_err`]);
+//! * runs inside `catch_unwind`: a Rust panic becomes `NativePanic`, a subclass of
+//!   `NativeError` and `RuntimeError` (PyO3's own `PanicException` derives from
+//!   `BaseException`, which `except Exception` would miss).
+//!
+//! The exception classes need two bases each (e.g. `KeyInputError(NativeError, ValueError)`),
+//! which `create_exception!` cannot express, so they are created at first use by calling
+//! Python's `type(name, bases, namespace)` and kept in a `PyOnceLock`.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple, PyType,
+};
+use serde_json::{Map, Number, Value};
+
+use crate::cache::{CacheStats, ResponseCache};
+use crate::canon::{RuleSet, RuleSetOptions, BUILTIN_NAMES};
+use crate::error::CoreError;
+use crate::key::{self, KeyInput};
+use crate::prefix::{self, PrefixFingerprint};
+use crate::tokens::{self, TokenCount};
+
+const MODULE: &str = "skinflint._native";
+
+/// Nesting deeper than this in a request is rejected (also stops cyclic containers).
+const MAX_DEPTH: usize = 100;
+
+// ---------------------------------------------------------------------------------------
+// Exceptions
+// ---------------------------------------------------------------------------------------
+
+struct ExceptionTypes {
+    native: Py<PyType>,
+    key_input: Py<PyType>,
+    rule_set: Py<PyType>,
+    cache: Py<PyType>,
+    tokenizer: Py<PyType>,
+    panic: Py<PyType>,
+}
+
+static EXCEPTIONS: PyOnceLock<ExceptionTypes> = PyOnceLock::new();
+
+fn new_exception(
+    py: Python<'_>,
+    name: &str,
+    bases: Vec<Bound<'_, PyType>>,
+    doc: &str,
+) -> PyResult<Py<PyType>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__module__", MODULE)?;
+    namespace.set_item("__doc__", doc)?;
+    let bases = PyTuple::new(py, bases)?;
+    let class = py.get_type::<PyType>().call1((name, bases, namespace))?;
+    Ok(class.cast_into::<PyType>()?.unbind())
+}
+
+fn exception_types(py: Python<'_>) -> PyResult<&'static ExceptionTypes> {
+    EXCEPTIONS.get_or_try_init(py, || {
+        let native = new_exception(
+            py,
+            "NativeError",
+            vec![py.get_type::<PyException>()],
+            "Base class of every error raised by the Rust core.",
+        )?;
+        let sub = |name: &str, base: Bound<'_, PyType>, doc: &str| {
+            new_exception(py, name, vec![native.bind(py).clone(), base], doc)
+        };
+        Ok(ExceptionTypes {
+            key_input: sub(
+                "KeyInputError",
+                py.get_type::<PyValueError>(),
+                "The request dict does not have the documented shape (names the path and the fix).",
+            )?,
+            rule_set: sub(
+                "RuleSetError",
+                py.get_type::<PyValueError>(),
+                "A rule set is invalid (unknown name, bad regex: names the pattern and the reason).",
+            )?,
+            cache: sub(
+                "CacheError",
+                py.get_type::<PyOSError>(),
+                "LMDB could not be opened or written (names the path and the LMDB error).",
+            )?,
+            tokenizer: sub(
+                "TokenizerError",
+                py.get_type::<PyValueError>(),
+                "Token counting failed (for example an unknown encoding name).",
+            )?,
+            panic: sub(
+                "NativePanic",
+                py.get_type::<PyRuntimeError>(),
+                "A Rust panic caught at the boundary; the process keeps running.",
+            )?,
+            native,
+        })
+    })
+}
+
+fn raise(py: Python<'_>, pick: impl FnOnce(&ExceptionTypes) -> &Py<PyType>, msg: String) -> PyErr {
+    match exception_types(py) {
+        Ok(types) => PyErr::from_type(pick(types).bind(py).clone(), msg),
+        Err(err) => err,
+    }
+}
+
+/// The one place core errors become Python exceptions.
+fn to_py_err(py: Python<'_>, err: CoreError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        CoreError::KeyInput(_) => raise(py, |t| &t.key_input, msg),
+        CoreError::RuleSet(_) => raise(py, |t| &t.rule_set, msg),
+        CoreError::Cache { .. } => raise(py, |t| &t.cache, msg),
+        CoreError::Tokenizer(_) => raise(py, |t| &t.tokenizer, msg),
+        CoreError::InvalidArgument(_) => PyValueError::new_err(msg),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "panic with a non-string payload"
+    }
+}
+
+/// Runs an exported body, turning a Rust panic into `NativePanic`.
+fn guard<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => Err(raise(
+            py,
+            |t| &t.panic,
+            format!(
+                "Rust panic in {MODULE}: {}. This is a bug in skinflint; the process keeps \
+                 running, but please report it",
+                panic_message(payload.as_ref())
+            ),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Python request -> JSON value
+// ---------------------------------------------------------------------------------------
+
+/// Longest path shown in an error message (deep paths keep their end).
+const MAX_SHOWN_PATH: usize = 120;
+
+fn shown(path: &str) -> String {
+    if path.is_empty() {
+        return "request".to_owned();
+    }
+    if path.len() <= MAX_SHOWN_PATH {
+        return path.to_owned();
+    }
+    let mut start = path.len() - MAX_SHOWN_PATH;
+    while !path.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &path[start..])
+}
+
+/// Python's `repr()` of a string.
+fn py_repr(py: Python<'_>, s: &str) -> String {
+    PyString::new(py, s)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{s:?}"))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned())
+}
+
+/// Converts a request made of dicts, lists, tuples, str, int, float, bool and None into a
+/// JSON value. Errors name the path of the offending value.
+fn to_json(obj: &Bound<'_, PyAny>, path: &mut String, depth: usize) -> Result<Value, CoreError> {
+    let bad = |path: &str, what: String| CoreError::KeyInput(format!("{}: {what}", shown(path)));
+    if depth > MAX_DEPTH {
+        return Err(bad(
+            path,
+            format!("nested deeper than {MAX_DEPTH} levels (is a container inside itself?)"),
+        ));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        let s = s.to_str().map_err(|_| {
+            bad(
+                path,
+                "string is not valid Unicode (lone surrogate); encode or replace it".into(),
+            )
+        })?;
+        return Ok(Value::String(s.to_owned()));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut map = Map::with_capacity(dict.len());
+        for (k, v) in dict.iter() {
+            insert_item(&mut map, &k, &v, path, depth)?;
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        return seq_to_json(list.iter(), path, depth);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        return Err(bad(
+            path,
+            "integer does not fit in 64 bits; pass it as a string".into(),
+        ));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        return Number::from_f64(v).map(Value::Number).ok_or_else(|| {
+            bad(
+                path,
+                format!("{v} is not a finite number; NaN and infinities have no JSON form"),
+            )
+        });
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return seq_to_json(tuple.iter(), path, depth);
+    }
+    if let Ok(mapping) = obj.cast::<PyMapping>() {
+        let items = mapping
+            .items()
+            .map_err(|e| bad(path, format!("cannot read the mapping's items: {e}")))?;
+        let mut map = Map::new();
+        for item in items.iter() {
+            let (k, v) = item
+                .extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+                .map_err(|e| bad(path, format!("bad mapping item: {e}")))?;
+            insert_item(&mut map, &k, &v, path, depth)?;
+        }
+        return Ok(Value::Object(map));
+    }
+    Err(bad(
+        path,
+        format!(
+            "unsupported type {}; expected str, int, float, bool, None, list, tuple or dict",
+            type_name(obj)
+        ),
+    ))
+}
+
+fn insert_item(
+    map: &mut Map<String, Value>,
+    k: &Bound<'_, PyAny>,
+    v: &Bound<'_, PyAny>,
+    path: &mut String,
+    depth: usize,
+) -> Result<(), CoreError> {
+    let key = k
+        .cast::<PyString>()
+        .ok()
+        .and_then(|s| s.to_str().ok())
+        .ok_or_else(|| {
+            CoreError::KeyInput(format!(
+                "{}: key {} of type {} is not a string; JSON object keys must be str",
+                shown(path),
+                k.repr().map(|r| r.to_string()).unwrap_or_default(),
+                type_name(k)
+            ))
+        })?;
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    let value = to_json(v, path, depth + 1)?;
+    path.truncate(len);
+    map.insert(key.to_owned(), value);
+    Ok(())
+}
+
+fn seq_to_json<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    path: &mut String,
+    depth: usize,
+) -> Result<Value, CoreError> {
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        let len = path.len();
+        path.push_str(&format!("[{i}]"));
+        out.push(to_json(&item, path, depth + 1)?);
+        path.truncate(len);
+    }
+    Ok(Value::Array(out))
+}
+
+fn request_value(py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if !(request.is_instance_of::<PyDict>() || request.cast::<PyMapping>().is_ok()) {
+        return Err(to_py_err(
+            py,
+            CoreError::KeyInput(format!(
+                "request: expected a dict (see the request shape in skinflint._native), got {}",
+                type_name(request)
+            )),
+        ));
+    }
+    to_json(request, &mut String::new(), 0).map_err(|e| to_py_err(py, e))
+}
+
+// ---------------------------------------------------------------------------------------
+// RuleSet, CacheKey, fingerprints
+// ---------------------------------------------------------------------------------------
+
+/// A named, immutable canonicalization rule set.
+#[pyclass(name = "RuleSet", module = "skinflint._native", frozen)]
+struct PyRuleSet {
+    inner: RuleSet,
+}
+
+#[pymethods]
+impl PyRuleSet {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        name = "custom".to_owned(),
+        nfc = true,
+        collapse_whitespace = true,
+        trim = true,
+        sort_json_keys = true,
+        case_fold = false,
+        strip_timestamps = false,
+        strip_dates = false,
+        strip_uuids = false,
+        strip_patterns = Vec::new(),
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: String,
+        nfc: bool,
+        collapse_whitespace: bool,
+        trim: bool,
+        sort_json_keys: bool,
+        case_fold: bool,
+        strip_timestamps: bool,
+        strip_dates: bool,
+        strip_uuids: bool,
+        strip_patterns: Vec<String>,
+    ) -> PyResult<Self> {
+        guard(py, || {
+            let options = RuleSetOptions {
+                name,
+                nfc,
+                collapse_whitespace,
+                trim,
+                sort_json_keys,
+                case_fold,
+                strip_timestamps,
+                strip_dates,
+                strip_uuids,
+                strip_patterns,
+            };
+            let inner = py
+                .detach(|| RuleSet::new(options))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(PyRuleSet { inner })
+        })
+    }
+
+    #[staticmethod]
+    fn named(py: Python<'_>, name: &str) -> PyResult<Self> {
+        guard(py, || {
+            let inner = RuleSet::named(name).map_err(|e| to_py_err(py, e))?;
+            Ok(PyRuleSet { inner })
+        })
+    }
+
+    #[staticmethod]
+    fn builtin_names() -> Vec<&'static str> {
+        BUILTIN_NAMES.to_vec()
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        guard(py, || {
+            let o = self.inner.options();
+            let d = PyDict::new(py);
+            d.set_item("name", &o.name)?;
+            d.set_item("nfc", o.nfc)?;
+            d.set_item("collapse_whitespace", o.collapse_whitespace)?;
+            d.set_item("trim", o.trim)?;
+            d.set_item("sort_json_keys", o.sort_json_keys)?;
+            d.set_item("case_fold", o.case_fold)?;
+            d.set_item("strip_timestamps", o.strip_timestamps)?;
+            d.set_item("strip_dates", o.strip_dates)?;
+            d.set_item("strip_uuids", o.strip_uuids)?;
+            d.set_item("strip_patterns", o.strip_patterns.clone())?;
+            Ok(d)
+        })
+    }
+
+    fn canonicalize_text(&self, py: Python<'_>, text: &str) -> PyResult<String> {
+        guard(py, || {
+            Ok(py.detach(|| self.inner.canonicalize_text(text).into_owned()))
+        })
+    }
+
+    fn canonicalize_json(&self, py: Python<'_>, json_text: &str) -> PyResult<String> {
+        guard(py, || {
+            py.detach(|| self.inner.canonicalize_json(json_text))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("RuleSet(name={})", py_repr(py, self.inner.name()))
+    }
+}
+
+/// A 128-bit xxh3 key.
+#[pyclass(name = "CacheKey", module = "skinflint._native", frozen)]
+struct PyCacheKey(u128);
+
+#[pymethods]
+impl PyCacheKey {
+    #[getter]
+    fn hex(&self) -> String {
+        key::CacheKey(self.0).hex()
+    }
+
+    #[getter]
+    fn bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &key::CacheKey(self.0).to_bytes())
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+
+    fn __hash__(&self) -> u64 {
+        // The low 64 bits of a uniform hash are a uniform hash.
+        self.0 as u64
+    }
+
+    fn __repr__(&self) -> String {
+        format!("CacheKey('{}')", key::CacheKey(self.0).hex())
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "cache_key")]
+fn py_cache_key(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
+    rules: &Bound<'_, PyRuleSet>,
+) -> PyResult<PyCacheKey> {
+    guard(py, || {
+        let value = request_value(py, request)?;
+        let rules = &rules.get().inner;
+        py.detach(|| {
+            let input = KeyInput::from_value(value)?;
+            Ok(PyCacheKey(key::cache_key(&input, rules).0))
+        })
+        .map_err(|e| to_py_err(py, e))
+    })
+}
+
+/// `str` or `bytes` as UTF-8 bytes, borrowed from the (immutable) Python object.
+fn json_bytes<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        Ok(b.as_bytes())
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        Ok(s.to_str()?.as_bytes())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "request_json: expected str or bytes, got {}",
+            type_name(obj)
+        )))
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "cache_key_json")]
+fn py_cache_key_json(
+    py: Python<'_>,
+    request_json: &Bound<'_, PyAny>,
+    rules: &Bound<'_, PyRuleSet>,
+) -> PyResult<PyCacheKey> {
+    guard(py, || {
+        let bytes = json_bytes(request_json)?;
+        let rules = &rules.get().inner;
+        py.detach(|| {
+            let input = KeyInput::from_json(bytes)?;
+            Ok(PyCacheKey(key::cache_key(&input, rules).0))
+        })
+        .map_err(|e| to_py_err(py, e))
+    })
+}
+
+/// A hash of the request up to one cacheable prefix boundary.
+#[pyclass(name = "PrefixFingerprint", module = "skinflint._native", frozen)]
+struct PyPrefixFingerprint(PrefixFingerprint);
+
+#[pymethods]
+impl PyPrefixFingerprint {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.0.kind.as_str()
+    }
+
+    #[getter]
+    fn index(&self) -> usize {
+        self.0.index
+    }
+
+    #[getter]
+    fn hex(&self) -> String {
+        self.0.hex()
+    }
+
+    #[getter]
+    fn cumulative_chars(&self) -> u64 {
+        self.0.cumulative_chars
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.0.hash as u64
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "PrefixFingerprint(kind='{}', index={}, hex='{}', cumulative_chars={})",
+            self.0.kind.as_str(),
+            self.0.index,
+            self.0.hex(),
+            self.0.cumulative_chars
+        )
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "prefix_fingerprints")]
+fn py_prefix_fingerprints(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
+    rules: &Bound<'_, PyRuleSet>,
+) -> PyResult<Vec<PyPrefixFingerprint>> {
+    guard(py, || {
+        let value = request_value(py, request)?;
+        let rules = &rules.get().inner;
+        py.detach(|| {
+            let input = KeyInput::from_value(value)?;
+            Ok(prefix::prefix_fingerprints(&input, rules)
+                .into_iter()
+                .map(PyPrefixFingerprint)
+                .collect())
+        })
+        .map_err(|e| to_py_err(py, e))
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// ResponseCache
+// ---------------------------------------------------------------------------------------
+
+#[pyclass(name = "CacheStats", module = "skinflint._native", frozen, get_all)]
+struct PyCacheStats {
+    entries: u64,
+    bytes: u64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expired: u64,
+    map_size: u64,
+    max_bytes: u64,
+}
+
+impl From<CacheStats> for PyCacheStats {
+    fn from(s: CacheStats) -> Self {
+        let CacheStats {
+            entries,
+            bytes,
+            hits,
+            misses,
+            evictions,
+            expired,
+            map_size,
+            max_bytes,
+        } = s;
+        PyCacheStats {
+            entries,
+            bytes,
+            hits,
+            misses,
+            evictions,
+            expired,
+            map_size,
+            max_bytes,
+        }
+    }
+}
+
+#[pymethods]
+impl PyCacheStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "CacheStats(entries={}, bytes={}, hits={}, misses={}, evictions={}, expired={}, \
+             map_size={}, max_bytes={})",
+            self.entries,
+            self.bytes,
+            self.hits,
+            self.misses,
+            self.evictions,
+            self.expired,
+            self.map_size,
+            self.max_bytes
+        )
+    }
+}
+
+/// Response cache on LMDB.
+#[pyclass(name = "ResponseCache", module = "skinflint._native", frozen)]
+struct PyResponseCache {
+    inner: ResponseCache,
+}
+
+#[pymethods]
+impl PyResponseCache {
+    #[new]
+    #[pyo3(signature = (path, *, max_bytes = 1 << 30, durable = false))]
+    fn new(py: Python<'_>, path: PathBuf, max_bytes: i64, durable: bool) -> PyResult<Self> {
+        guard(py, || {
+            if max_bytes <= 0 {
+                return Err(PyValueError::new_err(format!(
+                    "max_bytes must be > 0 (the size bound of the cache, in bytes), got {max_bytes}"
+                )));
+            }
+            let inner = py
+                .detach(|| ResponseCache::open(&path, max_bytes as u64, durable))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(PyResponseCache { inner })
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        guard(py, || {
+            let value = py
+                .detach(|| self.inner.get(key))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(value.map(|v| PyBytes::new(py, &v)))
+        })
+    }
+
+    #[pyo3(signature = (key, value, *, ttl_seconds))]
+    fn put(&self, py: Python<'_>, key: &[u8], value: &[u8], ttl_seconds: f64) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.put(key, value, ttl_seconds))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn delete(&self, py: Python<'_>, key: &[u8]) -> PyResult<bool> {
+        guard(py, || {
+            py.detach(|| self.inner.delete(key))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn purge_expired(&self, py: Python<'_>) -> PyResult<u64> {
+        guard(py, || {
+            py.detach(|| self.inner.purge_expired())
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.clear())
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<PyCacheStats> {
+        guard(py, || {
+            py.detach(|| self.inner.stats())
+                .map(PyCacheStats::from)
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.sync())
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "ResponseCache({}, max_bytes={})",
+            py_repr(py, &self.inner.path().to_string_lossy()),
+            self.inner.max_bytes()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------
+
+#[pyclass(name = "TokenCount", module = "skinflint._native", frozen, get_all)]
+struct PyTokenCount {
+    count: u64,
+    exact: bool,
+    method: &'static str,
+}
+
+impl From<TokenCount> for PyTokenCount {
+    fn from(t: TokenCount) -> Self {
+        PyTokenCount {
+            count: t.count,
+            exact: t.exact,
+            method: t.method.as_str(),
+        }
+    }
+}
+
+#[pymethods]
+impl PyTokenCount {
+    fn __repr__(&self) -> String {
+        format!(
+            "TokenCount(count={}, exact={}, method='{}')",
+            self.count,
+            if self.exact { "True" } else { "False" },
+            self.method
+        )
+    }
+}
+
+#[pyfunction]
+#[pyo3(name = "encoding_for_model")]
+fn py_encoding_for_model(py: Python<'_>, model: &str) -> PyResult<&'static str> {
+    guard(py, || Ok(tokens::encoding_for_model(model).0.as_str()))
+}
+
+#[pyfunction]
+#[pyo3(name = "count_tokens")]
+fn py_count_tokens(py: Python<'_>, model: &str, text: &str) -> PyResult<PyTokenCount> {
+    guard(py, || {
+        Ok(py.detach(|| tokens::count_tokens(model, text)).into())
+    })
+}
+
+#[pyfunction]
+#[pyo3(name = "count_chat_tokens")]
+fn py_count_chat_tokens(
+    py: Python<'_>,
+    model: &str,
+    messages: Vec<(String, String)>,
+) -> PyResult<PyTokenCount> {
+    guard(py, || {
+        Ok(py
+            .detach(|| tokens::count_chat_tokens(model, &messages))
+            .into())
+    })
+}
+
+#[pyfunction]
+#[pyo3(name = "_panic_for_test")]
+fn panic_for_test(py: Python<'_>) -> PyResult<()> {
+    guard(py, || {
+        py.detach(deliberate_panic);
+        Ok(())
+    })
+}
+
+fn deliberate_panic() {
+    panic!("deliberate panic from _panic_for_test()");
+}
+
+// ---------------------------------------------------------------------------------------
+// Module
+// ---------------------------------------------------------------------------------------
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+
+    let t = exception_types(py)?;
+    m.add("NativeError", t.native.bind(py))?;
+    m.add("KeyInputError", t.key_input.bind(py))?;
+    m.add("RuleSetError", t.rule_set.bind(py))?;
+    m.add("CacheError", t.cache.bind(py))?;
+    m.add("TokenizerError", t.tokenizer.bind(py))?;
+    m.add("NativePanic", t.panic.bind(py))?;
+
+    m.add_class::<PyRuleSet>()?;
+    m.add_class::<PyCacheKey>()?;
+    m.add_class::<PyPrefixFingerprint>()?;
+    m.add_class::<PyCacheStats>()?;
+    m.add_class::<PyResponseCache>()?;
+    m.add_class::<PyTokenCount>()?;
+
+    m.add_function(wrap_pyfunction!(py_cache_key, m)?)?;
+    m.add_function(wrap_pyfunction!(py_cache_key_json, m)?)?;
+    m.add_function(wrap_pyfunction!(py_prefix_fingerprints, m)?)?;
+    m.add_function(wrap_pyfunction!(py_encoding_for_model, m)?)?;
+    m.add_function(wrap_pyfunction!(py_count_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(py_count_chat_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(panic_for_test, m)?)?;
+    Ok(())
+}
