@@ -53,9 +53,7 @@ def main() -> int:
                     stale.append(str(dest.relative_to(ROOT)))
             else:
                 shutil.copyfile(src, dest)
-        committed = {
-            p.name for p in OUT_PACKAGE.iterdir() if p.name.endswith(GENERATED_SUFFIXES)
-        }
+        committed = {p.name for p in OUT_PACKAGE.iterdir() if p.name.endswith(GENERATED_SUFFIXES)}
         extra = committed - {p.name for p in generated}
         stale += [f"sidecar/skinflint/v1/{name} (no .proto generates it)" for name in extra]
     if opts.check and stale:
