@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skinflint import _native
-from skinflint.errors import InvalidArgument
-from skinflint.pipeline.call import (
+from skinflint.call import (
     CacheTtl,
     Call,
     ImagePart,
@@ -23,6 +22,7 @@ from skinflint.pipeline.call import (
     ToolChoiceMode,
     ToolUsePart,
 )
+from skinflint.errors import InvalidArgument
 from skinflint.transports.grpc import convert
 from skinflint.v1 import skinflint_pb2 as pb
 

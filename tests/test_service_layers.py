@@ -1,4 +1,7 @@
-"""Imports flow transports -> pipeline -> providers, never back; the pipeline knows no wire."""
+"""Imports flow transports -> pipeline -> providers, never back; the pipeline knows no wire.
+
+``skinflint.call`` (the provider-neutral request) is the shared vocabulary of all layers.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,13 @@ FORBIDDEN = {
         "skinflint.transports",
         "skinflint.app",
     ),
-    "providers": ("grpc", "skinflint.v1", "skinflint.transports", "skinflint.app"),
+    "providers": (
+        "grpc",
+        "skinflint.v1",
+        "skinflint.transports",
+        "skinflint.app",
+        "skinflint.pipeline",
+    ),
 }
 
 
@@ -43,5 +52,6 @@ def test_layer_does_not_import_upwards(layer: str) -> None:
             assert not bad, f"{path.relative_to(PACKAGE)} imports {name}"
 
 
-def test_pipeline_exists() -> None:
-    assert (PACKAGE / "pipeline" / "call.py").is_file()
+def test_call_is_shared_vocabulary() -> None:
+    # The Call is read by every layer, so it lives beside them, not inside one of them.
+    assert (PACKAGE / "call.py").is_file()

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import NoReturn, Self
 
 from skinflint import _native
+from skinflint.call import Call
 from skinflint.config import Settings, compile_rule_sets, prepare_data_dir
 from skinflint.errors import (
     ConfigError,
@@ -27,7 +28,6 @@ from skinflint.errors import (
 )
 from skinflint.logs import get_logger
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
-from skinflint.pipeline.call import Call
 from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
 

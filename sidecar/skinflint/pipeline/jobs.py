@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skinflint.pipeline.call import Call
+from skinflint.call import Call
 
 
 @dataclass(frozen=True, slots=True)

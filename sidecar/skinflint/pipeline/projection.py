@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from skinflint.pipeline.call import Tier
+from skinflint.call import Tier
 
 DEFAULT_MONTHS = 6
 MAX_MONTHS = 60

@@ -16,17 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from skinflint.errors import InvalidArgument
-from skinflint.pipeline.budgets import (
-    BUDGET_ID_PATTERN,
-    SCOPE_VALUE_PATTERN,
-    BudgetAction,
-    BudgetListQuery,
-    BudgetSpec,
-    BudgetWindow,
-    parse_scope,
-)
-from skinflint.pipeline.call import (
+from skinflint.call import (
     DEFAULT_TENANT,
     Attribution,
     CacheTtl,
@@ -50,6 +40,16 @@ from skinflint.pipeline.call import (
     ToolChoiceMode,
     ToolResultPart,
     ToolUsePart,
+)
+from skinflint.errors import InvalidArgument
+from skinflint.pipeline.budgets import (
+    BUDGET_ID_PATTERN,
+    SCOPE_VALUE_PATTERN,
+    BudgetAction,
+    BudgetListQuery,
+    BudgetSpec,
+    BudgetWindow,
+    parse_scope,
 )
 from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import (

@@ -1,4 +1,4 @@
-"""The internal, provider-neutral form of one completion request.
+"""The internal, provider-neutral form of one completion request (shared by every layer).
 
 Transports build a ``Call`` after validating the wire message; stages and providers read it.
 Every type here is a frozen dataclass and every JSON value inside is deep-frozen
