@@ -66,7 +66,7 @@ async def start_sidecar(make_settings: SettingsFactory) -> AsyncIterator[Sidecar
 
         async def start(yaml_text: str | None = None, **kwargs: Any) -> Sidecar:
             app = App.open(make_settings(yaml_text, **kwargs))
-            stack.callback(app.close)
+            stack.push_async_callback(app.aclose)
             server, port = await create_server(app)
             await server.start()
             stack.push_async_callback(server.stop, None)

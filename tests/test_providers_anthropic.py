@@ -6,10 +6,8 @@ so the translation is checked on the wire, not against a mock.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -685,32 +683,3 @@ async def test_deadline_cuts_a_slow_stream(monkeypatch: pytest.MonkeyPatch) -> N
             await provider.aclose()
     assert info.value.kind is FailureKind.TIMEOUT
     assert not any(isinstance(e, StreamEnd) for e in seen)
-
-
-async def test_max_concurrency_queues_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with AnthropicEmulator(latency=0.2) as emulator:
-        provider = make_provider(emulator, monkeypatch, max_concurrency=1)
-        started = time.monotonic()
-        try:
-            results = await asyncio.gather(*(provider.complete(request()) for _ in range(3)))
-        finally:
-            await provider.aclose()
-    assert len(results) == 3
-    assert time.monotonic() - started >= 0.6  # one at a time, never three at once
-
-
-async def test_waiting_for_a_slot_counts_against_the_deadline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async with AnthropicEmulator(latency=0.5) as emulator:
-        provider = make_provider(emulator, monkeypatch, max_concurrency=1)
-        try:
-            first = asyncio.create_task(provider.complete(request(timeout_s=None)))
-            await asyncio.sleep(0.05)
-            with pytest.raises(ProviderError) as info:
-                await provider.complete(request(timeout_s=0.2))
-            await first
-        finally:
-            await provider.aclose()
-        assert len(emulator.requests) == 1  # the late one was never sent
-    assert info.value.kind is FailureKind.TIMEOUT

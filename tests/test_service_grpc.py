@@ -78,7 +78,8 @@ VALID_WORKLOAD = pb.WorkloadModel(
 )
 
 VALID: dict[str, tuple[Any, str]] = {
-    "Complete": (complete_request(), "provider calls are not available in this build yet"),
+    # Complete is built: without a provider key it answers FAILED_PRECONDITION (below).
+    "Complete": (complete_request(), ""),
     "Estimate": (
         pb.EstimateRequest(request=complete_request()),
         "cost estimation is not available in this build yet",
@@ -105,7 +106,7 @@ def test_every_rpc_is_covered() -> None:
     assert set(methods) == set(VALID) | {"CompleteStream"}
 
 
-@pytest.mark.parametrize("rpc", sorted(VALID))
+@pytest.mark.parametrize("rpc", sorted(set(VALID) - {"Complete"}))
 async def test_valid_request_is_unimplemented_naming_the_feature(
     sidecar: Sidecar, rpc: str
 ) -> None:
@@ -120,13 +121,28 @@ async def test_valid_request_is_unimplemented_naming_the_feature(
     assert rich_status(error).code == grpc.StatusCode.UNIMPLEMENTED.value[0]
 
 
-async def test_valid_stream_is_unimplemented(sidecar: Sidecar) -> None:
+@pytest.fixture
+def no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_provider_keys")
+async def test_valid_request_without_provider_key_names_the_variable(sidecar: Sidecar) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await sidecar.stub.Complete(complete_request())
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ANTHROPIC_API_KEY" in info.value.details()
+
+
+@pytest.mark.usefixtures("no_provider_keys")
+async def test_valid_stream_without_provider_key_sends_no_event(sidecar: Sidecar) -> None:
     call = sidecar.stub.CompleteStream(complete_request())
     with pytest.raises(grpc.aio.AioRpcError) as info:
         async for _event in call:
-            pytest.fail("no event may be sent before the feature exists")
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert info.value.details().startswith("CompleteStream: provider calls are not available")
+            pytest.fail("no event may be sent before a provider answered")
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ANTHROPIC_API_KEY" in info.value.details()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,6 +578,7 @@ async def test_invalid_other_requests(sidecar: Sidecar, case: str) -> None:
     await _invalid(lambda: getattr(sidecar.stub, rpc)(request), field, phrase)
 
 
+@pytest.mark.usefixtures("no_provider_keys")
 async def test_oversized_request_names_size_limit_and_key(start_sidecar: SidecarFactory) -> None:
     side = await start_sidecar("server:\n  max_request_bytes: 2048\n")
     request = complete_request(messages=[_user(_text("x" * 4000))])
@@ -571,10 +588,10 @@ async def test_oversized_request_names_size_limit_and_key(start_sidecar: Sidecar
         await side.stub.Complete(request)
     assert "the limit of 2048 bytes" in info.value.details()
     assert "server.max_request_bytes" in info.value.details()
-    # A request under the limit is still answered by the feature check.
+    # A request under the limit gets past the check (to the missing provider key).
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await side.stub.Complete(complete_request())
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_oversized_check_covers_every_rpc(start_sidecar: SidecarFactory) -> None:

@@ -1,8 +1,10 @@
 """The ``App``: the one object that holds state, and the entry point of every operation.
 
-It owns the compiled configuration, the named rule sets and the embedded response cache,
-and (as later issues land) the router, budget store, queues and providers. Transports call
-its methods with validated domain objects; it never sees a wire message.
+It owns the compiled configuration, the named rule sets, the embedded response cache, the
+price table, the providers, the dispatcher (concurrency slots, circuit breakers) and the
+prompt-cache prefix tracker; later issues add the router, budget store and queues.
+Transports call its methods with validated domain objects and get domain results back; it
+never sees a wire message. ``aclose`` closes the provider clients (then ``close``).
 
 Features that are not built yet raise ``NotImplementedYet`` saying what is missing, never a
 made-up answer. Callers only reach them after their request has been fully validated.
@@ -16,8 +18,9 @@ from types import TracebackType
 from typing import NoReturn, Self
 
 from skinflint import _native
+from skinflint.accounting import PriceTable
 from skinflint.call import Call
-from skinflint.config import Settings, compile_rule_sets, prepare_data_dir
+from skinflint.config import Settings, compile_price_table, compile_rule_sets, prepare_data_dir
 from skinflint.errors import (
     ConfigError,
     ConfigIssue,
@@ -28,8 +31,13 @@ from skinflint.errors import (
 )
 from skinflint.logs import get_logger
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
+from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
+from skinflint.pipeline.dispatch import Dispatcher
 from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
+from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
+from skinflint.providers.base import Provider
+from skinflint.providers.registry import aclose_all, build_providers
 
 _log = get_logger("app")
 _VALID = "the request was valid"
@@ -43,10 +51,30 @@ class App:
         settings: Settings,
         rule_sets: Mapping[str, _native.RuleSet],
         cache: _native.ResponseCache,
+        *,
+        prices: PriceTable | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.settings = settings
         self.rule_sets = rule_sets
         self._cache: _native.ResponseCache | None = cache
+        self.prices = prices if prices is not None else compile_price_table(settings)
+        self.providers: Mapping[str, Provider] = (
+            providers if providers is not None else build_providers(settings.providers)
+        )
+        #: Prefix fingerprint -> last sighting: reuse intervals choose prompt-cache TTLs.
+        self.prefix_tracker = PrefixTracker(settings.prompt_cache.tracker_entries)
+        self.dispatcher = Dispatcher(
+            self.providers,
+            {name: p.max_concurrency for name, p in settings.providers.items()},
+            settings.dispatch,
+        )
+        self._complete = CompletePipeline(
+            settings,
+            self.prices,
+            PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
+            self.dispatcher,
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Self:
@@ -58,6 +86,7 @@ class App:
         """
         data_dir = prepare_data_dir(settings)
         rule_sets = compile_rule_sets(settings)
+        prices = compile_price_table(settings)
         cache_path = data_dir / "cache"
         try:
             with native_errors(f"opening the response cache at {cache_path}"):
@@ -83,7 +112,7 @@ class App:
             cache_max_bytes=settings.cache.max_bytes,
             rule_sets=sorted(rule_sets),
         )
-        return cls(settings, rule_sets, cache)
+        return cls(settings, rule_sets, cache, prices=prices)
 
     @property
     def data_dir(self) -> Path:
@@ -99,8 +128,16 @@ class App:
         """The canonicalization rules for ``feature`` (config validated the name at boot)."""
         return self.rule_sets[self.settings.rule_set_name(feature)]
 
+    async def aclose(self) -> None:
+        """Close the provider clients, then everything ``close`` releases; safe to call twice."""
+        providers, self.providers = self.providers, {}
+        try:
+            await aclose_all(providers)
+        finally:
+            self.close()
+
     def close(self) -> None:
-        """Flush and release resources; safe to call twice."""
+        """Flush and release resources; safe to call twice (provider clients: ``aclose``)."""
         cache, self._cache = self._cache, None
         if cache is not None:
             with native_errors(f"flushing the response cache at {cache.path}"):
@@ -120,20 +157,23 @@ class App:
 
     # -- operations (one per RPC); each lands with its issue -----------------------------
 
-    async def complete(self, call: Call) -> NoReturn:
-        raise NotImplementedYet(
-            "Complete",
-            "provider calls are not available in this build yet (the Complete path lands "
-            f"with the providers issue); {_VALID}",
-        )
+    async def complete(self, call: Call, *, timeout_s: float | None = None) -> Completion:
+        """Run ``call`` on the interactive lane; ``timeout_s`` is the caller's time left.
 
-    async def complete_stream(self, call: Call) -> AsyncIterator[NoReturn]:
-        raise NotImplementedYet(
-            "CompleteStream",
-            "provider calls are not available in this build yet (streaming lands with the "
-            f"providers issue); {_VALID}",
-        )
-        yield  # an async generator, like the real stream will be
+        Raises:
+            ProviderNotConfigured: the only providers that could serve it have no key.
+            Unavailable: every model in the fallback chain failed (lists each attempt).
+            DeadlineExceeded: the time ran out first.
+            InvalidArgument: the model is unknown, or the provider rejected the request.
+        """
+        return await self._complete.complete(call, timeout_s=timeout_s)
+
+    def complete_stream(
+        self, call: Call, *, timeout_s: float | None = None
+    ) -> AsyncIterator[StreamItem]:
+        """As ``complete``, as ``Started``, deltas, then the ``Completion``; a stream cut
+        after content was sent raises (``StreamBroken``), never ends quietly."""
+        return self._complete.stream(call, timeout_s=timeout_s)
 
     async def estimate(self, call: Call) -> NoReturn:
         raise NotImplementedYet(

@@ -44,7 +44,10 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from skinflint import _native
+from skinflint.accounting import PriceTable, PriceTableError, UnknownModel, load_price_table
+from skinflint.call import Tier
 from skinflint.errors import ConfigError, ConfigIssue
+from skinflint.providers.settings import ProviderSettings, default_providers
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -123,6 +126,64 @@ class FeatureConfig(_Section):
     rule_set: str | None = None
     #: The output cap when a request sets no ``max_tokens`` (it bounds budget reservations).
     default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
+    #: The tier a request for model ``auto`` runs on until the routing classifier exists.
+    default_tier: Tier = Tier.SMALL
+
+
+class TiersConfig(_Section):
+    """Each tier's ordered model list: the primary first, then its fallbacks.
+
+    Every entry is ``provider/model``: the provider must be configured under ``providers``
+    and the model priced in the price table (any model name is priced for vLLM).
+    """
+
+    #: Empty until set: name the model your vLLM server serves, e.g. ``vllm/llama-3-8b``.
+    local: tuple[str, ...] = ()
+    small: tuple[str, ...] = ("anthropic/claude-haiku-4-5", "openai/gpt-4o-mini")
+    mid: tuple[str, ...] = ("anthropic/claude-sonnet-4-6", "openai/gpt-4.1")
+    frontier: tuple[str, ...] = ("anthropic/claude-opus-4-6", "openai/gpt-5")
+
+    def models(self, tier: Tier) -> tuple[str, ...]:
+        result: tuple[str, ...] = getattr(self, tier.value)
+        return result
+
+
+class PricesConfig(_Section):
+    """The price table: the shipped one (or ``file``) with ``models`` entries replacing or
+    adding models (same schema as ``skinflint/data/prices.yaml``; prices as quoted strings)."""
+
+    #: A whole price file used instead of the shipped table; None = the shipped table.
+    file: Path | None = None
+    #: Recorded with each cost as ``<table version>+<this>``; None = "local".
+    version: str | None = None
+    models: tuple[dict[str, Any], ...] = ()
+
+
+class DispatchConfig(_Section):
+    """Resilience of provider calls: retries, backoff and the circuit breaker."""
+
+    #: Retries of one model after a retryable failure, before falling back to the next.
+    max_retries: int = Field(2, ge=0, le=10)
+    #: First backoff delay; doubles per retry up to ``backoff_max_s``, with full jitter.
+    backoff_initial_s: float = Field(0.25, ge=0, le=60)
+    backoff_max_s: float = Field(8.0, ge=0, le=600)
+    #: A provider asking to wait longer than this (``retry-after``) gets the next model instead.
+    max_retry_after_s: float = Field(30.0, ge=0, le=3600)
+    #: Consecutive failures of one provider/model that open its circuit.
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    #: How long an open circuit rejects calls before letting one trial call through.
+    breaker_cooldown_s: float = Field(30.0, ge=0, le=3600)
+
+
+class PromptCacheConfig(_Section):
+    """Automatic provider prompt caching (Anthropic breakpoints, OpenAI cache keys)."""
+
+    enabled: bool = True
+    #: Prefix fingerprints remembered to measure reuse intervals (least recently seen dropped).
+    tracker_entries: int = Field(10_000, ge=1, le=10_000_000)
+    #: A prefix reused after a gap in [min, max] seconds gets the 1h TTL; otherwise 5m.
+    one_hour_min_gap_s: float = Field(300.0, ge=0, le=86_400)
+    one_hour_max_gap_s: float = Field(3600.0, ge=0, le=86_400)
 
 
 class LoggingConfig(_Section):
@@ -145,7 +206,31 @@ class Settings(_Section):
     cache: CacheConfig = CacheConfig()
     rule_sets: FrozenMap[RuleSetConfig] = Field(default_factory=dict)
     features: FrozenMap[FeatureConfig] = Field(default_factory=dict)
+    #: Provider endpoints by name; entries given here are merged over the built-in ones.
+    providers: FrozenMap[ProviderSettings] = Field(default_factory=default_providers)
+    tiers: TiersConfig = TiersConfig()
+    #: The model baseline costs are priced on; None = the frontier tier's primary.
+    baseline_model: str | None = None
+    prices: PricesConfig = PricesConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    prompt_cache: PromptCacheConfig = PromptCacheConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _merge_default_providers(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, Any] = {
+            name: provider.model_dump(exclude_defaults=True)
+            for name, provider in default_providers().items()
+        }
+        for name, entry in value.items():
+            if name in merged and isinstance(entry, dict):
+                merged[name] = {**merged[name], **entry}
+            else:
+                merged[name] = entry
+        return merged
 
     @field_validator("data_dir")
     @classmethod
@@ -157,6 +242,13 @@ class Settings(_Section):
     def feature(self, name: str) -> FeatureConfig:
         """The feature's settings; a feature not configured gets the defaults."""
         return self.features.get(name) or FeatureConfig()
+
+    @property
+    def baseline(self) -> str:
+        """The ``provider/model`` baseline costs are priced on."""
+        if self.baseline_model is not None:
+            return self.baseline_model
+        return self.tiers.frontier[0] if self.tiers.frontier else ""
 
     def rule_set_name(self, feature: str) -> str:
         """The rule set that canonicalizes cache keys for ``feature``."""
@@ -560,6 +652,97 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
         if feature_cfg.rule_set is not None:
             check_reference(("features", feature, "rule_set"), feature_cfg.rule_set)
     issues += _compile_issues(settings)
+    issues += _model_issues(settings, layers, path)
+    return issues
+
+
+def compile_price_table(settings: Settings) -> PriceTable:
+    """The price table in force: the shipped one (or ``prices.file``) plus ``prices.models``.
+
+    Raises:
+        ConfigError: the file cannot be read or an entry is invalid (naming the key).
+    """
+    cfg = settings.prices
+    try:
+        table = load_price_table(cfg.file)
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue("prices.file", f"cannot read {cfg.file}: {exc}", "fix prices.file")]
+        ) from None
+    if not cfg.models:
+        return table
+    overrides: dict[str, Any] = {"models": [dict(m) for m in cfg.models]}
+    if cfg.version is not None:
+        overrides["version"] = cfg.version
+    return table.with_overrides(overrides, source="prices")
+
+
+def _model_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
+    """Every tier entry and the baseline name a configured provider and a priced model."""
+    try:
+        table = compile_price_table(settings)
+    except PriceTableError as exc:
+        return list(exc.issues)
+    except ConfigError as exc:
+        return list(exc.issues)
+    issues: list[ConfigIssue] = []
+    providers = sorted(settings.providers)
+
+    def check(loc: tuple[Any, ...], name: str, *, priced_always: bool) -> None:
+        key = _dotted(loc)
+        provider, slash, model = name.partition("/")
+        if not slash or not provider or not model or any(ch.isspace() for ch in name):
+            issues.append(
+                ConfigIssue(key, f"{name!r} is not provider/model", _fix_hint(loc, layers, path))
+            )
+            return
+        if provider not in settings.providers:
+            issues.append(
+                ConfigIssue(
+                    key,
+                    f"{name!r} names provider {provider!r}, which is not configured "
+                    f"(configured: {', '.join(providers)})",
+                    f"add providers.{provider} or use a configured provider",
+                )
+            )
+            return
+        if settings.providers[provider].kind == "vllm" and not priced_always:
+            return
+        try:
+            table.lookup(provider, model)
+        except UnknownModel as exc:
+            issues.append(
+                ConfigIssue(key, exc.reason, f"fix it, or price it under prices.models ({key})")
+            )
+
+    for tier in Tier:
+        for index, name in enumerate(settings.tiers.models(tier)):
+            check(("tiers", tier.value, index), name, priced_always=False)
+    if settings.baseline_model is not None:
+        check(("baseline_model",), settings.baseline_model, priced_always=True)
+    elif not settings.tiers.frontier:
+        issues.append(
+            ConfigIssue(
+                "baseline_model",
+                "not set and tiers.frontier is empty, so there is no model to price baselines on",
+                "set baseline_model to a priced provider/model",
+            )
+        )
+    gap = settings.prompt_cache
+    if gap.one_hour_min_gap_s > gap.one_hour_max_gap_s:
+        issues.append(
+            ConfigIssue(
+                "prompt_cache.one_hour_min_gap_s",
+                f"must not exceed prompt_cache.one_hour_max_gap_s ({gap.one_hour_max_gap_s})",
+            )
+        )
+    if settings.dispatch.backoff_initial_s > settings.dispatch.backoff_max_s:
+        issues.append(
+            ConfigIssue(
+                "dispatch.backoff_initial_s",
+                f"must not exceed dispatch.backoff_max_s ({settings.dispatch.backoff_max_s})",
+            )
+        )
     return issues
 
 
@@ -653,12 +836,17 @@ def data_dir_issue(settings: Settings) -> ConfigIssue | None:
 
 __all__ = [
     "CacheConfig",
+    "DispatchConfig",
     "FeatureConfig",
     "LoggingConfig",
+    "PricesConfig",
+    "PromptCacheConfig",
     "RuleSetConfig",
     "ServerConfig",
     "Settings",
+    "TiersConfig",
     "builtin_rule_set_names",
+    "compile_price_table",
     "compile_rule_sets",
     "data_dir_issue",
     "load_settings",

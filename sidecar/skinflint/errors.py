@@ -14,6 +14,7 @@ wire statuses (``transports/grpc/status.py``); nothing else decides a status cod
     ├── ProviderNotConfigured  FAILED_PRECONDITION  which variable to set
     ├── ResourceExhausted      RESOURCE_EXHAUSTED   a budget hard stop
     ├── Unavailable            UNAVAILABLE          every provider failed (retryable)
+    ├── DeadlineExceeded       DEADLINE_EXCEEDED    the caller's deadline ran out
     └── InternalError          INTERNAL             a bug or a broken native call
         └── StorageError       INTERNAL             LMDB failed (path and reason)
 """
@@ -140,6 +141,15 @@ class Unavailable(SkinflintError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class DeadlineExceeded(SkinflintError):
+    """The caller's deadline ran out before an answer arrived (says what was under way)."""
+
+    code = Code.DEADLINE_EXCEEDED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
 class InternalError(SkinflintError):
     """Something that should not happen (a bug, or a native call that broke its contract)."""
 
@@ -180,6 +190,7 @@ __all__ = [
     "Code",
     "ConfigError",
     "ConfigIssue",
+    "DeadlineExceeded",
     "InternalError",
     "InvalidArgument",
     "NotImplementedYet",

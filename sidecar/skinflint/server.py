@@ -120,5 +120,5 @@ async def serve(app: App) -> None:
         )
         await built.health.enter_graceful_shutdown()
         await built.server.stop(cfg.grace_seconds)
-        app.close()
+        await app.aclose()
         _log.info("stopped")

@@ -522,6 +522,9 @@ class EmulatorServer:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=0.5,
+            # Like a real API server, stop work when the client goes away, so tests can see
+            # that a cancelled call really closed its connection.
+            handler_cancellation=True,
         )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)

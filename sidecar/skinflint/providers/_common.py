@@ -155,28 +155,6 @@ async def next_before(iterator: AsyncIterator[Any], deadline: float | None) -> A
         return await anext(iterator)
 
 
-@contextlib.asynccontextmanager
-async def slot(
-    slots: asyncio.Semaphore,
-    deadline: float | None,
-    provider: str,
-    model: str,
-    timeout_s: float | None,
-) -> AsyncIterator[None]:
-    """Hold one of the provider's in-flight slots (``max_concurrency``). Waiting for a slot
-    counts against the caller's deadline: a queued request that can no longer finish in time
-    fails as ``TIMEOUT`` instead of being sent late."""
-    try:
-        async with asyncio.timeout_at(deadline):
-            await slots.acquire()
-    except TimeoutError:
-        raise deadline_error(provider, model, timeout_s) from None
-    try:
-        yield
-    finally:
-        slots.release()
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -193,7 +171,6 @@ __all__ = [
     "kind_for_status",
     "next_before",
     "retry_after_s",
-    "slot",
     "stream_cut",
     "transport_error",
 ]

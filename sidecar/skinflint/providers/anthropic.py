@@ -319,7 +319,6 @@ class AnthropicProvider:
         self._source = settings.key_source(name)
         self._key: SecretKey | None = None
         self._client: anthropic.AsyncAnthropic | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(name={self.name!r}, base_url={self.settings.base_url!r})"
@@ -351,14 +350,13 @@ class AnthropicProvider:
         client = self._get_client()
         body = build_request(request)
         deadline = _common.deadline_at(request.timeout_s)
-        async with _common.slot(self._slots, deadline, self.name, request.model, request.timeout_s):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await client.messages.create(**body, timeout=self._timeout(request))
-            except TimeoutError:
-                raise _common.deadline_error(self.name, request.model, request.timeout_s) from None
-            except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-                raise self._error(exc, request.model) from exc
+        try:
+            async with asyncio.timeout_at(deadline):
+                message = await client.messages.create(**body, timeout=self._timeout(request))
+        except TimeoutError:
+            raise _common.deadline_error(self.name, request.model, request.timeout_s) from None
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._error(exc, request.model) from exc
         return ProviderResponse(
             provider=self.name,
             model=message.model or request.model,
@@ -375,97 +373,94 @@ class AnthropicProvider:
         body = build_request(request)
         model = request.model
         deadline = _common.deadline_at(request.timeout_s)
-        async with _common.slot(self._slots, deadline, self.name, model, request.timeout_s):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await client.messages.create(
-                        **body, stream=True, timeout=self._timeout(request)
-                    )
-            except TimeoutError:
-                raise _common.deadline_error(self.name, model, request.timeout_s) from None
-            except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-                raise self._error(exc, model) from exc
-            request_id = _common.header_request_id(raw.response.headers)
-            events = raw.__aiter__()
-            try:
-                start_usage: Any = None
-                last_usage: Any = None
-                reason: str | None = None
-                blocks: dict[int, _Block] = {}
-                done: list[Content | None] = []
-                while True:
-                    try:
-                        event = await _common.next_before(events, deadline)
-                    except StopAsyncIteration:
-                        raise _common.stream_cut(
-                            self.name, model, "the stream ended before message_stop"
-                        ) from None
-                    except TimeoutError:
-                        raise _common.deadline_error(self.name, model, request.timeout_s) from None
-                    except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-                        raise self._error(exc, model, streaming=True) from exc
-                    etype = event.type
-                    if etype == "message_start":
-                        start_usage = event.message.usage
-                        model = event.message.model or model
-                    elif etype == "content_block_start":
-                        cb = event.content_block
-                        if cb.type == "text":
-                            blocks[event.index] = _Block("text", len(done))
-                            done.append(None)
-                            if cb.text:
-                                blocks[event.index].text.append(cb.text)
-                                yield TextDelta(index=blocks[event.index].out_index, text=cb.text)
-                        elif cb.type == "tool_use":
-                            block = _Block("tool_use", len(done), id=cb.id, name=cb.name)
-                            blocks[event.index] = block
-                            done.append(None)
-                            yield ToolUseDelta(
-                                index=block.out_index, partial_json="", id=cb.id, name=cb.name
-                            )
-                    elif etype == "content_block_delta":
-                        block = blocks.get(event.index)
-                        delta = event.delta
-                        if block is None:
-                            continue  # thinking and other blocks are not part of the answer
-                        if delta.type == "text_delta":
-                            block.text.append(delta.text)
-                            yield TextDelta(index=block.out_index, text=delta.text)
-                        elif delta.type == "input_json_delta":
-                            block.text.append(delta.partial_json)
-                            yield ToolUseDelta(
-                                index=block.out_index, partial_json=delta.partial_json
-                            )
-                    elif etype == "content_block_stop":
-                        block = blocks.get(event.index)
-                        if block is not None:
-                            done[block.out_index] = self._finish_block(block, model)
-                    elif etype == "message_delta":
-                        reason = event.delta.stop_reason or reason
-                        last_usage = event.usage
-                    elif etype == "message_stop":
-                        break
-                if start_usage is None or any(c is None for c in done):
-                    raise _common.stream_cut(self.name, model, "the stream skipped events")
-                usage = _common.checked_usage(
-                    from_anthropic_stream,
-                    start_usage,
-                    self.name,
-                    model,
-                    final_message_delta_usage=last_usage,
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await client.messages.create(
+                    **body, stream=True, timeout=self._timeout(request)
                 )
-                yield StreamEnd(
-                    ProviderResponse(
-                        provider=self.name,
-                        model=model,
-                        content=tuple(c for c in done if c is not None),
-                        stop_reason=stop_reason(reason),
-                        usage=usage,
-                        request_id=request_id,
-                    )
+        except TimeoutError:
+            raise _common.deadline_error(self.name, model, request.timeout_s) from None
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+            raise self._error(exc, model) from exc
+        request_id = _common.header_request_id(raw.response.headers)
+        events = raw.__aiter__()
+        try:
+            start_usage: Any = None
+            last_usage: Any = None
+            reason: str | None = None
+            blocks: dict[int, _Block] = {}
+            done: list[Content | None] = []
+            while True:
+                try:
+                    event = await _common.next_before(events, deadline)
+                except StopAsyncIteration:
+                    raise _common.stream_cut(
+                        self.name, model, "the stream ended before message_stop"
+                    ) from None
+                except TimeoutError:
+                    raise _common.deadline_error(self.name, model, request.timeout_s) from None
+                except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
+                    raise self._error(exc, model, streaming=True) from exc
+                etype = event.type
+                if etype == "message_start":
+                    start_usage = event.message.usage
+                    model = event.message.model or model
+                elif etype == "content_block_start":
+                    cb = event.content_block
+                    if cb.type == "text":
+                        blocks[event.index] = _Block("text", len(done))
+                        done.append(None)
+                        if cb.text:
+                            blocks[event.index].text.append(cb.text)
+                            yield TextDelta(index=blocks[event.index].out_index, text=cb.text)
+                    elif cb.type == "tool_use":
+                        block = _Block("tool_use", len(done), id=cb.id, name=cb.name)
+                        blocks[event.index] = block
+                        done.append(None)
+                        yield ToolUseDelta(
+                            index=block.out_index, partial_json="", id=cb.id, name=cb.name
+                        )
+                elif etype == "content_block_delta":
+                    block = blocks.get(event.index)
+                    delta = event.delta
+                    if block is None:
+                        continue  # thinking and other blocks are not part of the answer
+                    if delta.type == "text_delta":
+                        block.text.append(delta.text)
+                        yield TextDelta(index=block.out_index, text=delta.text)
+                    elif delta.type == "input_json_delta":
+                        block.text.append(delta.partial_json)
+                        yield ToolUseDelta(index=block.out_index, partial_json=delta.partial_json)
+                elif etype == "content_block_stop":
+                    block = blocks.get(event.index)
+                    if block is not None:
+                        done[block.out_index] = self._finish_block(block, model)
+                elif etype == "message_delta":
+                    reason = event.delta.stop_reason or reason
+                    last_usage = event.usage
+                elif etype == "message_stop":
+                    break
+            if start_usage is None or any(c is None for c in done):
+                raise _common.stream_cut(self.name, model, "the stream skipped events")
+            usage = _common.checked_usage(
+                from_anthropic_stream,
+                start_usage,
+                self.name,
+                model,
+                final_message_delta_usage=last_usage,
+            )
+            yield StreamEnd(
+                ProviderResponse(
+                    provider=self.name,
+                    model=model,
+                    content=tuple(c for c in done if c is not None),
+                    stop_reason=stop_reason(reason),
+                    usage=usage,
+                    request_id=request_id,
                 )
-            finally:
-                await raw.close()
+            )
+        finally:
+            await raw.close()
 
     def _finish_block(self, block: _Block, model: str) -> Content:
         if block.kind == "text":

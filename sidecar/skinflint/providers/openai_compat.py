@@ -333,7 +333,6 @@ class OpenAICompatProvider:
         self._source = settings.key_source(name)
         self._key: SecretKey | None = None
         self._client: openai.AsyncOpenAI | None = None
-        self._slots = asyncio.Semaphore(settings.max_concurrency)
 
     def __repr__(self) -> str:
         return (
@@ -370,16 +369,15 @@ class OpenAICompatProvider:
         client = self._get_client()
         body = build_request(request, self.kind)
         deadline = _common.deadline_at(request.timeout_s)
-        async with _common.slot(self._slots, deadline, self.name, request.model, request.timeout_s):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    completion = await client.chat.completions.create(
-                        **body, timeout=self._timeout(request)
-                    )
-            except TimeoutError:
-                raise _common.deadline_error(self.name, request.model, request.timeout_s) from None
-            except (openai.OpenAIError, httpx2.HTTPError) as exc:
-                raise self._error(exc, request.model) from exc
+        try:
+            async with asyncio.timeout_at(deadline):
+                completion = await client.chat.completions.create(
+                    **body, timeout=self._timeout(request)
+                )
+        except TimeoutError:
+            raise _common.deadline_error(self.name, request.model, request.timeout_s) from None
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            raise self._error(exc, request.model) from exc
         if not completion.choices:
             raise ProviderError(self.name, request.model, FailureKind.OTHER, "no choices returned")
         choice = completion.choices[0]
@@ -423,107 +421,104 @@ class OpenAICompatProvider:
         body = build_request(request, self.kind)
         model = request.model
         deadline = _common.deadline_at(request.timeout_s)
-        async with _common.slot(self._slots, deadline, self.name, model, request.timeout_s):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await client.chat.completions.create(
-                        **body,
-                        stream=True,
-                        stream_options={"include_usage": True},
-                        timeout=self._timeout(request),
-                    )
-            except TimeoutError:
-                raise _common.deadline_error(self.name, model, request.timeout_s) from None
-            except (openai.OpenAIError, httpx2.HTTPError) as exc:
-                raise self._error(exc, model) from exc
-            request_id = _common.header_request_id(raw.response.headers)
-            chunks = raw.__aiter__()
-            try:
-                text_slot: _Slot | None = None
-                tool_slots: dict[int, _Slot] = {}
-                count = 0
-                finish: str | None = None
-                vllm_stop: object = None
-                refused = False
-                usage: Any = None
-                while True:
-                    try:
-                        chunk = await _common.next_before(chunks, deadline)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise _common.deadline_error(self.name, model, request.timeout_s) from None
-                    except (openai.OpenAIError, httpx2.HTTPError) as exc:
-                        raise self._error(exc, model, streaming=True) from exc
-                    model = chunk.model or model
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices[:1] if chunk.choices else ():
-                        delta = choice.delta
-                        refusal = getattr(delta, "refusal", None)
-                        refused = refused or bool(refusal)
-                        piece = delta.content or refusal
-                        if piece:
-                            if text_slot is None:
-                                text_slot = _Slot(count)
-                                count += 1
-                            text_slot.parts.append(piece)
-                            yield TextDelta(index=text_slot.out_index, text=piece)
-                        for tc in delta.tool_calls or ():
-                            slot = tool_slots.get(tc.index)
-                            first = slot is None
-                            if slot is None:
-                                slot = tool_slots[tc.index] = _Slot(count)
-                                count += 1
-                            fn = tc.function
-                            if tc.id:
-                                slot.id = tc.id
-                            if fn is not None and fn.name:
-                                slot.name = fn.name
-                            args = (fn.arguments if fn is not None else None) or ""
-                            slot.parts.append(args)
-                            if first or args:
-                                yield ToolUseDelta(
-                                    index=slot.out_index,
-                                    partial_json=args,
-                                    id=slot.id if first else "",
-                                    name=slot.name if first else "",
-                                )
-                        if choice.finish_reason is not None:
-                            finish = choice.finish_reason
-                            if self._flavour.vllm_stop_reason:
-                                vllm_stop = (choice.model_extra or {}).get("stop_reason")
-                if finish is None or usage is None:
-                    missing = "finish_reason" if finish is None else "the usage chunk"
-                    raise _common.stream_cut(
-                        self.name, model, f"the stream ended without {missing}"
-                    )
-                content: list[tuple[int, Content]] = []
-                if text_slot is not None:
-                    content.append((text_slot.out_index, TextPart(text="".join(text_slot.parts))))
-                for slot in tool_slots.values():
-                    tool_input = _tool_input("".join(slot.parts), self.name, model)
-                    content.append(
-                        (slot.out_index, ToolUsePart(id=slot.id, name=slot.name, input=tool_input))
-                    )
-                content.sort(key=lambda item: item[0])
-                reason = finish_reason(finish, vllm_stop)
-                if refused and reason is StopReason.END_TURN:
-                    reason = StopReason.REFUSAL
-                yield StreamEnd(
-                    ProviderResponse(
-                        provider=self.name,
-                        model=model,
-                        content=tuple(c for _, c in content),
-                        stop_reason=reason,
-                        usage=_common.checked_usage(
-                            self._flavour.usage, usage, self.name, model, provider=self.name
-                        ),
-                        request_id=request_id,
-                    )
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await client.chat.completions.create(
+                    **body,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=self._timeout(request),
                 )
-            finally:
-                await raw.close()
+        except TimeoutError:
+            raise _common.deadline_error(self.name, model, request.timeout_s) from None
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            raise self._error(exc, model) from exc
+        request_id = _common.header_request_id(raw.response.headers)
+        chunks = raw.__aiter__()
+        try:
+            text_slot: _Slot | None = None
+            tool_slots: dict[int, _Slot] = {}
+            count = 0
+            finish: str | None = None
+            vllm_stop: object = None
+            refused = False
+            usage: Any = None
+            while True:
+                try:
+                    chunk = await _common.next_before(chunks, deadline)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise _common.deadline_error(self.name, model, request.timeout_s) from None
+                except (openai.OpenAIError, httpx2.HTTPError) as exc:
+                    raise self._error(exc, model, streaming=True) from exc
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices[:1] if chunk.choices else ():
+                    delta = choice.delta
+                    refusal = getattr(delta, "refusal", None)
+                    refused = refused or bool(refusal)
+                    piece = delta.content or refusal
+                    if piece:
+                        if text_slot is None:
+                            text_slot = _Slot(count)
+                            count += 1
+                        text_slot.parts.append(piece)
+                        yield TextDelta(index=text_slot.out_index, text=piece)
+                    for tc in delta.tool_calls or ():
+                        slot = tool_slots.get(tc.index)
+                        first = slot is None
+                        if slot is None:
+                            slot = tool_slots[tc.index] = _Slot(count)
+                            count += 1
+                        fn = tc.function
+                        if tc.id:
+                            slot.id = tc.id
+                        if fn is not None and fn.name:
+                            slot.name = fn.name
+                        args = (fn.arguments if fn is not None else None) or ""
+                        slot.parts.append(args)
+                        if first or args:
+                            yield ToolUseDelta(
+                                index=slot.out_index,
+                                partial_json=args,
+                                id=slot.id if first else "",
+                                name=slot.name if first else "",
+                            )
+                    if choice.finish_reason is not None:
+                        finish = choice.finish_reason
+                        if self._flavour.vllm_stop_reason:
+                            vllm_stop = (choice.model_extra or {}).get("stop_reason")
+            if finish is None or usage is None:
+                missing = "finish_reason" if finish is None else "the usage chunk"
+                raise _common.stream_cut(self.name, model, f"the stream ended without {missing}")
+            content: list[tuple[int, Content]] = []
+            if text_slot is not None:
+                content.append((text_slot.out_index, TextPart(text="".join(text_slot.parts))))
+            for slot in tool_slots.values():
+                tool_input = _tool_input("".join(slot.parts), self.name, model)
+                content.append(
+                    (slot.out_index, ToolUsePart(id=slot.id, name=slot.name, input=tool_input))
+                )
+            content.sort(key=lambda item: item[0])
+            reason = finish_reason(finish, vllm_stop)
+            if refused and reason is StopReason.END_TURN:
+                reason = StopReason.REFUSAL
+            yield StreamEnd(
+                ProviderResponse(
+                    provider=self.name,
+                    model=model,
+                    content=tuple(c for _, c in content),
+                    stop_reason=reason,
+                    usage=_common.checked_usage(
+                        self._flavour.usage, usage, self.name, model, provider=self.name
+                    ),
+                    request_id=request_id,
+                )
+            )
+        finally:
+            await raw.close()
 
     async def aclose(self) -> None:
         if self._client is not None:

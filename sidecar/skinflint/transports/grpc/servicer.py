@@ -1,6 +1,7 @@
 """The gRPC servicer: thin by design. Each method checks the request's size, converts and
-validates it (``convert``) and calls the ``App``; answers will be converted back here as
-the features land (today every valid request ends in UNIMPLEMENTED from the App). Every
+validates it (``convert``), calls the ``App`` with the call's deadline (the time left,
+``timeout_s``), and converts the answer back (``responses``). RPCs whose features are not
+built yet end in UNIMPLEMENTED from the App, saying what is missing. Every
 ``SkinflintError`` becomes a status in one place (``_errors``); anything else is a bug,
 logged with its traceback and answered INTERNAL without internals in the message.
 """
@@ -16,7 +17,7 @@ import grpc
 from skinflint.app import App
 from skinflint.errors import InternalError, SkinflintError
 from skinflint.logs import get_logger
-from skinflint.transports.grpc import convert
+from skinflint.transports.grpc import convert, responses
 from skinflint.transports.grpc.status import to_grpc_status
 from skinflint.v1 import skinflint_pb2 as pb
 from skinflint.v1 import skinflint_pb2_grpc as pb_grpc
@@ -38,13 +39,17 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
         async with _errors(context, "CompleteStream"):
             convert.check_request_size(request, self._limit)
             call = convert.to_call(request)
-            async for event in self._app.complete_stream(call):
-                yield event
+            items = self._app.complete_stream(call, timeout_s=context.time_remaining())
+            async with contextlib.aclosing(items):  # type: ignore[type-var]
+                async for item in items:
+                    yield responses.stream_event(item)
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         async with _errors(context, "Complete"):
             convert.check_request_size(request, self._limit)
-            return await self._app.complete(convert.to_call(request))
+            call = convert.to_call(request)
+            result = await self._app.complete(call, timeout_s=context.time_remaining())
+            return responses.complete_response(result)
 
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
         async with _errors(context, "Estimate"):

@@ -1,0 +1,122 @@
+"""Domain results -> wire messages (``skinflint.v1``): the way back from the pipeline.
+
+``convert`` validates what comes in; this module only builds what goes out, so it has no
+failure modes of its own beyond a bug (a domain value with no wire counterpart).
+"""
+
+from __future__ import annotations
+
+import json
+
+from skinflint.accounting import Usage
+from skinflint.call import Lane, TextPart, Tier, ToolUsePart, thaw_json
+from skinflint.pipeline.complete import Completion, Served, Started, StreamItem
+from skinflint.pipeline.pricing import Savings
+from skinflint.providers.base import Content, StopReason, TextDelta, ToolUseDelta
+from skinflint.v1 import skinflint_pb2 as pb
+
+_STOP_REASONS = {
+    StopReason.END_TURN: pb.STOP_REASON_END_TURN,
+    StopReason.MAX_TOKENS: pb.STOP_REASON_MAX_TOKENS,
+    StopReason.STOP_SEQUENCE: pb.STOP_REASON_STOP_SEQUENCE,
+    StopReason.TOOL_USE: pb.STOP_REASON_TOOL_USE,
+    StopReason.REFUSAL: pb.STOP_REASON_REFUSAL,
+    StopReason.CONTENT_FILTER: pb.STOP_REASON_CONTENT_FILTER,
+    StopReason.PAUSE_TURN: pb.STOP_REASON_PAUSE_TURN,
+}
+_TIERS = {
+    Tier.LOCAL: pb.TIER_LOCAL,
+    Tier.SMALL: pb.TIER_SMALL,
+    Tier.MID: pb.TIER_MID,
+    Tier.FRONTIER: pb.TIER_FRONTIER,
+}
+_LANES = {
+    Lane.INTERACTIVE: pb.LANE_INTERACTIVE,
+    Lane.ASYNC: pb.LANE_ASYNC,
+    Lane.LOCAL: pb.LANE_LOCAL,
+}
+
+
+def served_by(served: Served) -> pb.ServedBy:
+    # The response cache is not built yet: every answer comes from a provider without a
+    # lookup, which the contract calls BYPASS (not MISS, which would claim a lookup).
+    return pb.ServedBy(
+        provider=served.provider,
+        model=served.model,
+        tier=_TIERS[served.tier] if served.tier is not None else pb.TIER_UNSPECIFIED,
+        lane=_LANES[served.lane],
+        cache_status=pb.CACHE_STATUS_BYPASS,
+        route_reason=served.route_reason,
+        attempts=served.attempts,
+    )
+
+
+def usage(value: Usage) -> pb.Usage:
+    return pb.Usage(
+        input_tokens=value.input_tokens,
+        output_tokens=value.output_tokens,
+        cache_read_tokens=value.cache_read_tokens,
+        cache_write_5m_tokens=value.cache_write_5m_tokens,
+        cache_write_1h_tokens=value.cache_write_1h_tokens,
+        reasoning_tokens=value.reasoning_tokens,
+    )
+
+
+def savings(value: Savings) -> pb.Savings:
+    return pb.Savings(
+        response_cache_nanousd=value.response_cache,
+        routing_nanousd=value.routing,
+        prompt_caching_nanousd=value.prompt_caching,
+        batching_nanousd=value.batching,
+        local_tier_nanousd=value.local_tier,
+        total_nanousd=value.total,
+    )
+
+
+def content_part(part: Content) -> pb.ContentPart:
+    if isinstance(part, TextPart):
+        return pb.ContentPart(text=pb.TextPart(text=part.text))
+    if isinstance(part, ToolUsePart):
+        return pb.ContentPart(
+            tool_use=pb.ToolUsePart(
+                id=part.id,
+                name=part.name,
+                input_json=json.dumps(thaw_json(part.input), separators=(",", ":")),
+            )
+        )
+    raise TypeError(f"no wire form for content part {type(part).__name__}")
+
+
+def complete_response(result: Completion) -> pb.CompleteResponse:
+    return pb.CompleteResponse(
+        request_id=result.request_id,
+        content=[content_part(p) for p in result.content],
+        stop_reason=_STOP_REASONS[result.stop_reason],
+        served_by=served_by(result.served),
+        usage=usage(result.usage),
+        cost_nanousd=result.bill.cost_nanousd,
+        baseline_cost_nanousd=result.bill.baseline_cost_nanousd,
+        savings=savings(result.bill.savings),
+    )
+
+
+def stream_event(item: StreamItem) -> pb.CompleteStreamEvent:
+    if isinstance(item, Started):
+        return pb.CompleteStreamEvent(
+            started=pb.StreamStarted(request_id=item.request_id, served_by=served_by(item.served))
+        )
+    if isinstance(item, TextDelta):
+        return pb.CompleteStreamEvent(delta=pb.ContentDelta(index=item.index, text=item.text))
+    if isinstance(item, ToolUseDelta):
+        return pb.CompleteStreamEvent(
+            delta=pb.ContentDelta(
+                index=item.index,
+                tool_use=pb.ToolUseDelta(
+                    id=item.id, name=item.name, partial_json=item.partial_json
+                ),
+            )
+        )
+    return pb.CompleteStreamEvent(done=complete_response(item))
+
+
+__all__ = ["complete_response", "content_part", "savings", "served_by", "stream_event", "usage"]
