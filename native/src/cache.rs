@@ -439,6 +439,10 @@ impl SharedEnv {
     }
 }
 
+/// How many times an open yields to a concurrent close of the same directory before it
+/// gives up waiting (each wait is one `yield_now`; the close itself takes microseconds).
+const MAX_CLOSE_WAITS: u32 = 100_000;
+
 /// A handle on a response cache directory (see the module docs).
 pub struct ResponseCache {
     shared: Arc<SharedEnv>,
@@ -500,11 +504,22 @@ impl ResponseCache {
         watch_forks();
         // Dropped only after the registry lock is released (its `Drop` takes that lock).
         let mut inherited_from_parent = None;
-        let shared = {
+        let mut waits = 0u32;
+        let shared = loop {
             let mut reg = registry();
-            let existing = reg.get(&dir).and_then(Weak::upgrade);
+            let entry = reg.get(&dir);
+            let existing = entry.and_then(Weak::upgrade);
+            if existing.is_none() && entry.is_some() && waits < MAX_CLOSE_WAITS {
+                // The last handle was just dropped on another thread and its `Drop` (which
+                // closes the environment under this lock) has not run yet: heed would refuse
+                // a second open until it has, so let it finish first.
+                drop(reg);
+                waits += 1;
+                std::thread::yield_now();
+                continue;
+            }
             let current = FORK_GENERATION.load(Ordering::Relaxed);
-            match existing {
+            break match existing {
                 Some(shared) if shared.generation == current => shared,
                 stale => {
                     if let Some(inherited) = stale {
@@ -517,10 +532,10 @@ impl ResponseCache {
                         .checked_next_multiple_of(MAP_ALIGN)
                         .unwrap_or(u64::MAX / MAP_ALIGN * MAP_ALIGN);
                     let shared = Arc::new(SharedEnv::open(dir.clone(), map_size, durable)?);
-                    reg.insert(dir, Arc::downgrade(&shared));
+                    reg.insert(dir.clone(), Arc::downgrade(&shared));
                     shared
                 }
-            }
+            };
         };
         drop(inherited_from_parent);
         Ok(ResponseCache {

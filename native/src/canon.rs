@@ -15,6 +15,10 @@
 //!    characters becomes one ASCII space, in a single pass.
 //! 5. **Trim** (`trim`): leading and trailing Unicode whitespace removed.
 //!
+//! The NFC quick check and steps 4-5 (fused into one pass) work on UTF-8 bytes, decoding a
+//! character only where one could matter (see `scan.rs`); unit tests check them against the
+//! straightforward char-by-char versions kept under `#[cfg(test)]`.
+//!
 //! # Idempotence
 //!
 //! `canonicalize(canonicalize(x)) == canonicalize(x)` for every input. How it is kept:
@@ -55,9 +59,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
-use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{CoreError, Result};
+use crate::scan;
 
 /// Placeholder for a stripped ISO-8601 timestamp.
 pub const PLACEHOLDER_TIMESTAMP: &str = "<ts>";
@@ -267,9 +272,9 @@ impl RuleSet {
                 changed |= apply(&mut s, |t| lowercase_if_needed(t, o.nfc));
             }
             if o.collapse_whitespace {
-                changed |= apply(&mut s, collapse_whitespace_if_needed);
-            }
-            if o.trim {
+                // Collapse and trim in one pass (same result as one after the other).
+                changed |= collapse_cow(&mut s, o.trim);
+            } else if o.trim {
                 changed |= trim_cow(&mut s);
             }
             rounds += 1;
@@ -388,6 +393,18 @@ fn apply<'a>(s: &mut Cow<'a, str>, stage: impl FnOnce(&str) -> Option<String>) -
 
 /// NFC of `s`, or `None` when it already is NFC.
 fn nfc_if_needed(s: &str) -> Option<String> {
+    // Byte-level quick check: same answer as `is_nfc_quick(s.chars()) == Yes`.
+    if scan::is_nfc_quick_yes(s) {
+        return None;
+    }
+    let normalized: String = s.nfc().collect();
+    (normalized != s).then_some(normalized)
+}
+
+/// The straightforward [`nfc_if_needed`] (char by char), kept to test the fast path against.
+#[cfg(test)]
+fn nfc_if_needed_reference(s: &str) -> Option<String> {
+    use unicode_normalization::{is_nfc_quick, IsNormalized};
     if s.is_ascii() || is_nfc_quick(s.chars()) == IsNormalized::Yes {
         return None;
     }
@@ -419,8 +436,30 @@ fn lowercase_if_needed(s: &str, nfc: bool) -> Option<String> {
     (lower != s).then_some(lower)
 }
 
+/// Whitespace collapse (every run of Unicode whitespace becomes one ASCII space) and, with
+/// `trim`, trimming, fused into one byte-level pass (see `scan.rs`): the result equals
+/// [`collapse_whitespace_if_needed`] followed by [`trim_cow`]. Returns whether the text
+/// changed; text that only needs trimming stays borrowed.
+fn collapse_cow(s: &mut Cow<'_, str>, trim: bool) -> bool {
+    let (from, end) = if trim {
+        let from = s.len() - s.trim_start().len();
+        (from, from + s[from..].trim_end().len())
+    } else {
+        (0, s.len())
+    };
+    match scan::first_collapse_event(s.as_bytes(), from, end) {
+        Some(first) => {
+            *s = Cow::Owned(scan::collapse_range(s, from, end, first));
+            true
+        }
+        None => slice_cow(s, from, end),
+    }
+}
+
 /// Every run of Unicode whitespace becomes one ASCII space, in a single pass. `None` when the
-/// text has no whitespace other than single spaces.
+/// text has no whitespace other than single spaces. The straightforward version of
+/// [`collapse_cow`], kept to test it against.
+#[cfg(test)]
 fn collapse_whitespace_if_needed(s: &str) -> Option<String> {
     if s.is_ascii() {
         collapse_ascii_whitespace_if_needed(s)
@@ -429,6 +468,7 @@ fn collapse_whitespace_if_needed(s: &str) -> Option<String> {
     }
 }
 
+#[cfg(test)]
 fn collapse_unicode_whitespace_if_needed(s: &str) -> Option<String> {
     let mut out: Option<String> = None;
     let mut prev_ws = false;
@@ -459,6 +499,7 @@ fn collapse_unicode_whitespace_if_needed(s: &str) -> Option<String> {
 }
 
 /// [`collapse_whitespace_if_needed`] for ASCII text, byte by byte.
+#[cfg(test)]
 fn collapse_ascii_whitespace_if_needed(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let is_ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
@@ -484,21 +525,21 @@ fn collapse_ascii_whitespace_if_needed(s: &str) -> Option<String> {
 
 /// Trims Unicode whitespace in place. Returns whether anything was removed.
 fn trim_cow(s: &mut Cow<'_, str>) -> bool {
-    let trimmed = s.trim();
-    if trimmed.len() == s.len() {
+    let from = s.len() - s.trim_start().len();
+    let end = from + s[from..].trim_end().len();
+    slice_cow(s, from, end)
+}
+
+/// Narrows `s` to `s[from..end]` (char boundaries) in place. Returns whether it got shorter.
+fn slice_cow(s: &mut Cow<'_, str>, from: usize, end: usize) -> bool {
+    if from == 0 && end == s.len() {
         return false;
     }
     match s {
-        Cow::Borrowed(b) => *b = b.trim(),
+        Cow::Borrowed(b) => *b = &b[from..end],
         Cow::Owned(o) => {
-            let start = o.len() - o.trim_start().len();
-            let end = o.trim_end().len();
-            if end <= start {
-                o.clear();
-            } else {
-                o.truncate(end);
-                o.drain(..start);
-            }
+            o.truncate(end);
+            o.drain(..from);
         }
     }
     true
@@ -618,9 +659,9 @@ const MAX_SAFE_INTEGER_F64: f64 = 9_007_199_254_740_992.0;
 
 fn write_number(n: &serde_json::Number, out: &mut String) {
     if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
+        push_i64(i, out);
     } else if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
+        push_u64(u, out);
     } else if let Some(f) = n.as_f64() {
         write_float(f, out);
     } else {
@@ -632,13 +673,36 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
 fn write_float(f: f64, out: &mut String) {
     if f.fract() == 0.0 && f.abs() < MAX_SAFE_INTEGER_F64 {
         // Also turns -0.0 into 0.
-        let _ = write!(out, "{}", f as i64);
+        push_i64(f as i64, out);
     } else if let Some(n) = serde_json::Number::from_f64(f) {
         let _ = write!(out, "{n}");
     } else {
         // serde_json never holds NaN or infinities; keep the output valid JSON anyway.
         out.push_str("null");
     }
+}
+
+/// Appends `u` in decimal (what `Display` writes, without the formatting machinery).
+fn push_u64(mut u: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+}
+
+/// Appends `i` in decimal (what `Display` writes).
+fn push_i64(i: i64, out: &mut String) {
+    if i < 0 {
+        out.push('-');
+    }
+    push_u64(i.unsigned_abs(), out);
 }
 
 /// Drops entries whose (renamed) key repeats an earlier one: the first position is kept with
@@ -741,6 +805,192 @@ mod tests {
                 collapse_unicode_whitespace_if_needed(&s),
                 "{s:?}"
             );
+        }
+    }
+
+    /// Whitespace characters, look-alikes that share their lead bytes, combining marks and
+    /// plain text: the pieces the fast-path tests build strings from.
+    fn fast_path_pieces() -> Vec<String> {
+        let mut pieces: Vec<String> = (0..=0x3000_u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .map(String::from)
+            .collect();
+        for s in [
+            " ",
+            " ",
+            " ",
+            "  ",
+            "a",
+            "b",
+            "word",
+            "x",
+            "\u{1c}",
+            "\u{1f}",
+            "\u{0}",
+            "\u{8}",
+            "\u{e}",
+            "\u{84}",
+            "\u{86}",
+            "\u{9f}",
+            "\u{a1}",
+            "\u{ff}",
+            "é",
+            "ï",
+            "ß",
+            "\u{1681}",
+            "\u{167f}",
+            "\u{200b}",
+            "\u{200c}",
+            "\u{2027}",
+            "\u{202a}",
+            "\u{202e}",
+            "\u{2030}",
+            "\u{205e}",
+            "\u{2060}",
+            "\u{2019}",
+            "\u{201c}",
+            "—",
+            "…",
+            "\u{3001}",
+            "\u{3042}",
+            "\u{30a2}",
+            "中",
+            "\u{301}",
+            "\u{316}",
+            "\u{338}",
+            "e\u{301}",
+            "\u{212b}",
+            "\u{2000}",
+            "😀",
+            "\u{10ffff}",
+            "0123456789abcdef",
+        ] {
+            pieces.push(s.to_owned());
+        }
+        pieces
+    }
+
+    fn random_text(rng: &mut XorShift, pieces: &[String], max_pieces: u64) -> String {
+        let len = (rng.next() % (max_pieces + 1)) as usize;
+        (0..len)
+            .map(|_| pieces[(rng.next() % pieces.len() as u64) as usize].as_str())
+            .collect()
+    }
+
+    /// The straightforward collapse-then-trim that [`collapse_cow`] fuses.
+    fn collapse_then_trim(s: &str, trim: bool) -> (String, bool) {
+        let mut c = Cow::Borrowed(s);
+        let mut changed = apply(&mut c, collapse_whitespace_if_needed);
+        if trim {
+            changed |= trim_cow(&mut c);
+        }
+        (c.into_owned(), changed)
+    }
+
+    fn check_collapse(s: &str) {
+        for trim in [false, true] {
+            let expected = collapse_then_trim(s, trim);
+            let mut borrowed = Cow::Borrowed(s);
+            let changed = collapse_cow(&mut borrowed, trim);
+            assert_eq!(
+                (borrowed.as_ref(), changed),
+                (expected.0.as_str(), expected.1),
+                "{s:?} trim={trim}"
+            );
+            if !changed {
+                assert!(matches!(borrowed, Cow::Borrowed(_)), "{s:?}");
+            }
+            let mut owned: Cow<'_, str> = Cow::Owned(s.to_owned());
+            let changed = collapse_cow(&mut owned, trim);
+            assert_eq!(
+                (owned.as_ref(), changed),
+                (expected.0.as_str(), expected.1),
+                "{s:?} trim={trim}"
+            );
+        }
+    }
+
+    #[test]
+    fn collapse_fast_path_agrees_with_reference() {
+        let pieces = fast_path_pieces();
+        for p in &pieces {
+            for q in &pieces {
+                check_collapse(&format!("{p}{q}"));
+                check_collapse(&format!("ab{p}{q}c"));
+            }
+        }
+        let mut rng = XorShift(0x5eed);
+        for round in 0..30_000 {
+            // Short strings hit the byte-by-byte tail, long ones the 16-byte blocks and
+            // characters that straddle two blocks.
+            let max = if round % 3 == 0 { 6 } else { 60 };
+            check_collapse(&random_text(&mut rng, &pieces, max));
+        }
+        // Clean text (single spaces, look-alike lead bytes) with one whitespace character or
+        // double space at every position: the 64-byte skips must stop for it.
+        let clean = "ab c\u{2019}d é \u{3001}\u{a9}\u{1681}xyz ".repeat(12);
+        let boundaries: Vec<usize> = (0..=clean.len())
+            .filter(|&i| clean.is_char_boundary(i))
+            .collect();
+        for (n, &at) in boundaries.iter().enumerate() {
+            for ws in [
+                "\n", " ", "\u{a0}", "\u{2029}", "\u{3000}", "\u{1680}", "\u{85}",
+            ] {
+                if n % 7 != 0 && ws != " " && ws != "\u{2029}" {
+                    continue;
+                }
+                check_collapse(&format!("{}{ws}{}", &clean[..at], &clean[at..]));
+            }
+        }
+        check_collapse(&clean);
+        // Long runs of one whitespace kind, at every offset relative to a block.
+        for p in &pieces {
+            for pad in 0..18 {
+                let s = format!("{}{}{}", "x".repeat(pad), p.repeat(40), "y".repeat(pad));
+                check_collapse(&s);
+                check_collapse(&format!("{s} {s}"));
+            }
+        }
+    }
+
+    #[test]
+    fn nfc_fast_path_agrees_with_reference() {
+        let mut pieces = fast_path_pieces();
+        for s in [
+            "\u{300}",
+            "\u{340}",
+            "\u{344}",
+            "\u{374}",
+            "\u{37e}",
+            "\u{387}",
+            "\u{f900}",
+            "\u{1100}",
+            "\u{1161}",
+            "\u{11a8}",
+            "가",
+            "\u{ac00}\u{11a8}",
+            "\u{2126}",
+            "\u{3099}",
+            "\u{309a}",
+            "\u{1d15e}",
+            "\u{2f800}",
+            "A\u{30a}",
+            "\u{c5}",
+            "\u{2cb}",
+            "\u{2ff}",
+            "\u{cb}",
+            "\u{cc}",
+        ] {
+            pieces.push(s.to_owned());
+        }
+        let mut rng = XorShift(0xfeed);
+        for _ in 0..30_000 {
+            let s = random_text(&mut rng, &pieces, 24);
+            assert_eq!(nfc_if_needed(&s), nfc_if_needed_reference(&s), "{s:?}");
+        }
+        for s in TRICKY {
+            assert_eq!(nfc_if_needed(s), nfc_if_needed_reference(s), "{s:?}");
         }
     }
 
@@ -1100,6 +1350,25 @@ mod tests {
         let err = r.canonicalize_json("{nope").unwrap_err();
         assert!(matches!(err, CoreError::KeyInput(_)));
         assert!(err.to_string().starts_with("json_text: not valid JSON"));
+    }
+
+    #[test]
+    fn integer_formatting_matches_display() {
+        let mut rng = XorShift(0x1234);
+        let mut values: Vec<u64> = vec![0, 1, 9, 10, 99, 100, u64::MAX, u64::MAX - 1, 1 << 63];
+        values.extend((0..20).map(|k| 10u64.pow(k)));
+        values.extend((0..20).map(|k| 10u64.pow(k) - 1));
+        values.extend((0..10_000).map(|_| rng.next() >> (rng.next() % 64)));
+        for u in values {
+            let mut out = String::from("x");
+            push_u64(u, &mut out);
+            assert_eq!(out, format!("x{u}"));
+            for i in [u as i64, (u as i64).wrapping_neg(), i64::MIN, i64::MAX] {
+                let mut out = String::new();
+                push_i64(i, &mut out);
+                assert_eq!(out, i.to_string());
+            }
+        }
     }
 
     #[test]

@@ -302,14 +302,36 @@ pub(crate) struct Encoder<'r, S: Sink> {
     pub(crate) sink: S,
     rules: &'r RuleSet,
     scratch: String,
+    /// Whether the methods count characters (prefix fingerprints need the counts; the cache
+    /// key does not, and they return 0 there).
+    count_chars: bool,
 }
 
 impl<'r, S: Sink> Encoder<'r, S> {
+    /// An encoder whose methods return canonical lengths in characters.
     pub(crate) fn new(sink: S, rules: &'r RuleSet) -> Self {
         Encoder {
             sink,
             rules,
-            scratch: String::new(),
+            // Room for typical params / tool JSON without growing.
+            scratch: String::with_capacity(256),
+            count_chars: true,
+        }
+    }
+
+    /// An encoder whose methods return 0 instead of counting characters.
+    pub(crate) fn without_counts(sink: S, rules: &'r RuleSet) -> Self {
+        Encoder {
+            count_chars: false,
+            ..Encoder::new(sink, rules)
+        }
+    }
+
+    fn chars(&self, s: &str) -> usize {
+        if self.count_chars {
+            s.chars().count()
+        } else {
+            0
         }
     }
 
@@ -347,7 +369,7 @@ impl<'r, S: Sink> Encoder<'r, S> {
     fn text(&mut self, tag: u8, s: &str) -> usize {
         let canonical = self.rules.canonicalize_text(s);
         self.raw(tag, canonical.as_bytes());
-        canonical.chars().count()
+        self.chars(&canonical)
     }
 
     /// Canonical JSON; returns its length in characters.
@@ -356,7 +378,7 @@ impl<'r, S: Sink> Encoder<'r, S> {
         scratch.clear();
         self.rules.write_json(v, &mut scratch);
         self.raw(tag, scratch.as_bytes());
-        let chars = scratch.chars().count();
+        let chars = self.chars(&scratch);
         self.scratch = scratch;
         chars
     }
@@ -410,7 +432,7 @@ impl<'r, S: Sink> Encoder<'r, S> {
                 self.sink.write(&[tag::PART_TOOL_USE]);
                 self.exact(tag::ID, id);
                 self.exact(tag::NAME, name);
-                name.chars().count() + self.json(tag::INPUT, input)
+                self.chars(name) + self.json(tag::INPUT, input)
             }
             Part::ToolResult {
                 tool_use_id,
@@ -476,14 +498,14 @@ impl CacheKey {
 
 /// The cache key of a validated request under `rules`.
 pub fn cache_key(input: &KeyInput, rules: &RuleSet) -> CacheKey {
-    let mut enc = Encoder::new(Xxh3Default::new(), rules);
+    let mut enc = Encoder::without_counts(Xxh3Default::new(), rules);
     encode_key(input, &mut enc);
     CacheKey(enc.sink.digest128())
 }
 
 /// The encoding itself (tests and debugging).
 pub fn key_encoding(input: &KeyInput, rules: &RuleSet) -> Vec<u8> {
-    let mut enc = Encoder::new(Vec::new(), rules);
+    let mut enc = Encoder::without_counts(Vec::new(), rules);
     encode_key(input, &mut enc);
     enc.sink
 }

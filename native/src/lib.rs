@@ -10,6 +10,7 @@ pub mod canon;
 pub mod error;
 pub mod key;
 pub mod prefix;
+mod scan;
 pub mod tokens;
 
 #[cfg(feature = "python")]

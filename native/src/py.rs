@@ -4,7 +4,10 @@
 //!
 //! * extracts its Python arguments into owned or immutable Rust data while attached;
 //! * runs canonicalization, hashing, token counting and every LMDB operation detached from
-//!   the interpreter (`Python::detach`), so other Python threads keep running;
+//!   the interpreter (`Python::detach`), so other Python threads keep running. The one
+//!   exception: `cache_key` and `prefix_fingerprints` of a request carrying at most
+//!   [`DETACH_MIN_BYTES`] of text stay attached, because keying such a request takes a few
+//!   microseconds, less than handing the GIL over and getting it back can cost;
 //! * maps [`CoreError`] to this module's exception classes in one place ([`to_py_err`]);
 //! * runs inside `catch_unwind`: a Rust panic becomes `NativePanic`, a subclass of
 //!   `NativeError` and `RuntimeError` (PyO3's own `PanicException` derives from
@@ -29,7 +32,7 @@ use serde_json::{Map, Number, Value};
 use crate::cache::{CacheStats, ResponseCache};
 use crate::canon::{RuleSet, RuleSetOptions, BUILTIN_NAMES};
 use crate::error::CoreError;
-use crate::key::{self, KeyInput};
+use crate::key::{self, KeyInput, Message, Part, Role};
 use crate::prefix::{self, PrefixFingerprint};
 use crate::tokens::{self, TokenCount};
 
@@ -316,6 +319,254 @@ fn seq_to_json<'py>(
     Ok(Value::Array(out))
 }
 
+// ---------------------------------------------------------------------------------------
+// Python request -> KeyInput, fast path
+// ---------------------------------------------------------------------------------------
+//
+// `cache_key` and `prefix_fingerprints` first try to build the `KeyInput` straight from the
+// Python objects: plain dicts, lists / tuples, str, bool and None in the documented shape,
+// with JSON-valued fields (params, tools, tool inputs, structured tool results) converted by
+// `to_json` exactly as the general path does. Anything else (a missing or unknown field, a
+// wrong type, a non-dict mapping, a value `to_json` rejects, a request `validate` rejects)
+// makes the fast path give up, and the general path (`to_json` of the whole request, then
+// `KeyInput::from_value`) accepts or rejects the request with its usual error naming the
+// path. The fast path never produces an error itself, and it only accepts requests that the
+// general path accepts, with the same `KeyInput`, so both paths give the same keys.
+
+/// Requests carrying at most this many bytes of text are keyed without detaching from the
+/// interpreter. Keying 8 KB takes a few microseconds, while releasing and re-taking the GIL
+/// costs ~0.1-1 µs when no other thread wants it, and when others do, re-taking it can wait
+/// for their switch interval (milliseconds): holding it briefly is cheaper for everyone.
+/// Larger requests detach so other Python threads run meanwhile. (The estimate counts the
+/// bytes of every string in the request plus a little per JSON value.)
+const DETACH_MIN_BYTES: usize = 8 * 1024;
+
+/// A request taken by the fast path, with the bytes of text it carries (a cost estimate).
+struct FastRequest {
+    input: KeyInput,
+    text_bytes: usize,
+}
+
+impl FastRequest {
+    /// Runs `work` on the input, detached from the interpreter only for large requests.
+    fn run<T: Send>(&self, py: Python<'_>, work: impl FnOnce(&KeyInput) -> T + Send) -> T {
+        if self.text_bytes > DETACH_MIN_BYTES {
+            py.detach(|| work(&self.input))
+        } else {
+            work(&self.input)
+        }
+    }
+}
+
+fn fast_str<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    obj.cast::<PyString>().ok()?.to_str().ok()
+}
+
+fn fast_string(obj: &Bound<'_, PyAny>, text_bytes: &mut usize) -> Option<String> {
+    let s = fast_str(obj)?;
+    *text_bytes += s.len();
+    Some(s.to_owned())
+}
+
+/// `None` -> `Some(None)`, a str -> `Some(Some(..))`, anything else -> `None`.
+fn fast_opt_string(obj: &Bound<'_, PyAny>, text_bytes: &mut usize) -> Option<Option<String>> {
+    if obj.is_none() {
+        Some(None)
+    } else {
+        fast_string(obj, text_bytes).map(Some)
+    }
+}
+
+/// `to_json` at `depth` (the depth the general path converts this value at).
+fn fast_json(obj: &Bound<'_, PyAny>, depth: usize, text_bytes: &mut usize) -> Option<Value> {
+    let value = to_json(obj, &mut String::new(), depth).ok()?;
+    *text_bytes += json_weight(&value);
+    Some(value)
+}
+
+/// Rough size of a JSON value in bytes (the cost estimate of canonicalizing it).
+fn json_weight(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(json_weight).sum::<usize>() + 2,
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + 3 + json_weight(v)).sum(),
+        _ => 8,
+    }
+}
+
+/// The items of a list or tuple (what `to_json` turns into a JSON array), each through `f`.
+fn fast_seq<T>(
+    obj: &Bound<'_, PyAny>,
+    mut f: impl FnMut(&Bound<'_, PyAny>) -> Option<T>,
+) -> Option<Vec<T>> {
+    if let Ok(list) = obj.cast::<PyList>() {
+        let mut out = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            out.push(f(&item)?);
+        }
+        Some(out)
+    } else if let Ok(tuple) = obj.cast::<PyTuple>() {
+        let mut out = Vec::with_capacity(tuple.len());
+        for item in tuple.iter() {
+            out.push(f(&item)?);
+        }
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// The fast path (see above): `None` means "take the general path".
+fn fast_request(request: &Bound<'_, PyAny>) -> Option<FastRequest> {
+    let dict = request.cast::<PyDict>().ok()?;
+    let mut n = 0;
+    let (mut namespace, mut model) = (None, None);
+    let mut params = Map::new();
+    let mut tools = Vec::new();
+    let mut system = Vec::new();
+    let mut messages = Vec::new();
+    // Depths as in the general path: the request is at 0, its values at 1.
+    for (k, v) in dict.iter() {
+        match fast_str(&k)? {
+            "namespace" => namespace = Some(fast_string(&v, &mut n)?),
+            "model" => model = Some(fast_string(&v, &mut n)?),
+            "params" => match fast_json(&v, 1, &mut n)? {
+                Value::Object(map) => params = map,
+                _ => return None,
+            },
+            "tools" => match fast_json(&v, 1, &mut n)? {
+                Value::Array(items) => tools = items,
+                _ => return None,
+            },
+            "system" => system = fast_seq(&v, |block| fast_string(block, &mut n))?,
+            "messages" => messages = fast_seq(&v, |m| fast_message(m, &mut n))?,
+            _ => return None,
+        }
+    }
+    let input = KeyInput {
+        namespace: namespace?,
+        model: model?,
+        params,
+        tools,
+        system,
+        messages,
+    };
+    input.validate().ok()?;
+    Some(FastRequest {
+        input,
+        text_bytes: n,
+    })
+}
+
+/// One message (a dict at depth 2).
+fn fast_message(obj: &Bound<'_, PyAny>, n: &mut usize) -> Option<Message> {
+    let dict = obj.cast::<PyDict>().ok()?;
+    let (mut role, mut content) = (None, None);
+    for (k, v) in dict.iter() {
+        match fast_str(&k)? {
+            "role" => {
+                role = Some(match fast_str(&v)? {
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    _ => return None,
+                })
+            }
+            "content" => content = Some(fast_seq(&v, |part| fast_part(part, n))?),
+            _ => return None,
+        }
+    }
+    Some(Message {
+        role: role?,
+        content: content?,
+    })
+}
+
+/// One content part (a dict at depth 4; its values at 5).
+fn fast_part(obj: &Bound<'_, PyAny>, n: &mut usize) -> Option<Part> {
+    let dict = obj.cast::<PyDict>().ok()?;
+    let mut kind = None;
+    let mut text = None;
+    let (mut media_type, mut data, mut url) = (None, None, None);
+    let (mut id, mut name, mut input) = (None, None, None);
+    let (mut tool_use_id, mut content, mut is_error) = (None, None, None);
+    for (k, v) in dict.iter() {
+        match fast_str(&k)? {
+            "type" => {
+                kind = Some(match fast_str(&v)? {
+                    "text" => PartKind::Text,
+                    "image" => PartKind::Image,
+                    "tool_use" => PartKind::ToolUse,
+                    "tool_result" => PartKind::ToolResult,
+                    _ => return None,
+                })
+            }
+            "text" => text = Some(fast_string(&v, n)?),
+            "media_type" => media_type = Some(fast_opt_string(&v, n)?),
+            "data" => data = Some(fast_opt_string(&v, n)?),
+            "url" => url = Some(fast_opt_string(&v, n)?),
+            "id" => id = Some(fast_string(&v, n)?),
+            "name" => name = Some(fast_string(&v, n)?),
+            "input" => input = Some(fast_json(&v, 5, n)?),
+            "tool_use_id" => tool_use_id = Some(fast_string(&v, n)?),
+            "content" => content = Some(fast_json(&v, 5, n)?),
+            "is_error" => is_error = Some(v.cast::<PyBool>().ok()?.is_true()),
+            _ => return None,
+        }
+    }
+    // Fields of the other variants are unknown fields of this one.
+    let text_fields = text.is_some();
+    let image_fields = media_type.is_some() || data.is_some() || url.is_some();
+    let tool_use_fields = id.is_some() || name.is_some() || input.is_some();
+    let tool_result_fields = tool_use_id.is_some() || content.is_some() || is_error.is_some();
+    let only = |own: bool| -> Option<()> {
+        let all = [
+            text_fields,
+            image_fields,
+            tool_use_fields,
+            tool_result_fields,
+        ];
+        (all.iter().filter(|&&f| f).count() <= usize::from(own)).then_some(())
+    };
+    Some(match kind? {
+        PartKind::Text => {
+            only(text_fields)?;
+            Part::Text { text: text? }
+        }
+        PartKind::Image => {
+            only(image_fields)?;
+            Part::Image {
+                media_type: media_type.flatten(),
+                data: data.flatten(),
+                url: url.flatten(),
+            }
+        }
+        PartKind::ToolUse => {
+            only(tool_use_fields)?;
+            Part::ToolUse {
+                id: id?,
+                name: name?,
+                input: input?,
+            }
+        }
+        PartKind::ToolResult => {
+            only(tool_result_fields)?;
+            Part::ToolResult {
+                tool_use_id: tool_use_id?,
+                content: content.unwrap_or(Value::Null),
+                is_error: is_error.unwrap_or(false),
+            }
+        }
+    })
+}
+
+#[derive(Clone, Copy)]
+enum PartKind {
+    Text,
+    Image,
+    ToolUse,
+    ToolResult,
+}
+
 fn request_value(py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Value> {
     if !(request.is_instance_of::<PyDict>() || request.cast::<PyMapping>().is_ok()) {
         return Err(to_py_err(
@@ -481,8 +732,13 @@ fn py_cache_key(
     rules: &Bound<'_, PyRuleSet>,
 ) -> PyResult<PyCacheKey> {
     guard(py, || {
-        let value = request_value(py, request)?;
         let rules = &rules.get().inner;
+        if let Some(fast) = fast_request(request) {
+            return Ok(PyCacheKey(
+                fast.run(py, |input| key::cache_key(input, rules).0),
+            ));
+        }
+        let value = request_value(py, request)?;
         py.detach(|| {
             let input = KeyInput::from_value(value)?;
             Ok(PyCacheKey(key::cache_key(&input, rules).0))
@@ -576,14 +832,17 @@ fn py_prefix_fingerprints(
     rules: &Bound<'_, PyRuleSet>,
 ) -> PyResult<Vec<PyPrefixFingerprint>> {
     guard(py, || {
-        let value = request_value(py, request)?;
         let rules = &rules.get().inner;
+        let wrap = |fps: Vec<PrefixFingerprint>| fps.into_iter().map(PyPrefixFingerprint).collect();
+        if let Some(fast) = fast_request(request) {
+            return Ok(wrap(
+                fast.run(py, |input| prefix::prefix_fingerprints(input, rules)),
+            ));
+        }
+        let value = request_value(py, request)?;
         py.detach(|| {
             let input = KeyInput::from_value(value)?;
-            Ok(prefix::prefix_fingerprints(&input, rules)
-                .into_iter()
-                .map(PyPrefixFingerprint)
-                .collect())
+            Ok(wrap(prefix::prefix_fingerprints(&input, rules)))
         })
         .map_err(|e| to_py_err(py, e))
     })
