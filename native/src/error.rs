@@ -19,6 +19,11 @@ pub enum CoreError {
     #[error("response cache at {}: {message}", path.display())]
     Cache { path: PathBuf, message: String },
 
+    /// The budget ledger's LMDB could not be opened or written, or holds a value that does
+    /// not decode (`BudgetLedgerError`, an `OSError`).
+    #[error("budget ledger at {}: {message}", path.display())]
+    Budget { path: PathBuf, message: String },
+
     /// A plain bad argument, e.g. a non-positive TTL (`ValueError`).
     #[error("{0}")]
     InvalidArgument(String),
@@ -31,6 +36,13 @@ pub enum CoreError {
 impl CoreError {
     pub(crate) fn cache(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         CoreError::Cache {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn budget(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        CoreError::Budget {
             path: path.into(),
             message: message.into(),
         }

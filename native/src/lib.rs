@@ -1,10 +1,11 @@
 //! Rust core of skinflint: canonicalization, cache keys, prefix fingerprints, the LMDB
-//! response cache and token counting.
+//! response cache, the LMDB budget ledger and token counting.
 //!
 //! The core is plain Rust returning [`Result<_, CoreError>`](error::CoreError); the Python
 //! binding lives only in `py.rs`, behind the `python` feature, so `cargo test` needs no
 //! Python.
 
+pub mod budget;
 pub mod cache;
 pub mod canon;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod tokens;
 #[cfg(feature = "python")]
 mod py;
 
+pub use budget::{BudgetLedger, Charge, Committed, Denial, LimitKind, WindowState};
 pub use cache::{CacheStats, ResponseCache};
 pub use canon::{RuleSet, RuleSetOptions};
 pub use error::{CoreError, Result};

@@ -29,6 +29,7 @@ use pyo3::types::{
 };
 use serde_json::{Map, Number, Value};
 
+use crate::budget::{self, BudgetLedger};
 use crate::cache::{CacheStats, ResponseCache};
 use crate::canon::{RuleSet, RuleSetOptions, BUILTIN_NAMES};
 use crate::error::CoreError;
@@ -50,6 +51,7 @@ struct ExceptionTypes {
     key_input: Py<PyType>,
     rule_set: Py<PyType>,
     cache: Py<PyType>,
+    budget: Py<PyType>,
     tokenizer: Py<PyType>,
     panic: Py<PyType>,
 }
@@ -97,6 +99,12 @@ fn exception_types(py: Python<'_>) -> PyResult<&'static ExceptionTypes> {
                 py.get_type::<PyOSError>(),
                 "LMDB could not be opened or written (names the path and the LMDB error).",
             )?,
+            budget: sub(
+                "BudgetLedgerError",
+                py.get_type::<PyOSError>(),
+                "The budget ledger's LMDB could not be opened or written, or holds a value that \
+                 does not decode (names the path, the key and the LMDB error).",
+            )?,
             tokenizer: sub(
                 "TokenizerError",
                 py.get_type::<PyValueError>(),
@@ -126,6 +134,7 @@ fn to_py_err(py: Python<'_>, err: CoreError) -> PyErr {
         CoreError::KeyInput(_) => raise(py, |t| &t.key_input, msg),
         CoreError::RuleSet(_) => raise(py, |t| &t.rule_set, msg),
         CoreError::Cache { .. } => raise(py, |t| &t.cache, msg),
+        CoreError::Budget { .. } => raise(py, |t| &t.budget, msg),
         CoreError::Tokenizer(_) => raise(py, |t| &t.tokenizer, msg),
         CoreError::InvalidArgument(_) => PyValueError::new_err(msg),
     }
@@ -1073,6 +1082,230 @@ fn deliberate_panic() {
 }
 
 // ---------------------------------------------------------------------------------------
+// BudgetLedger
+// ---------------------------------------------------------------------------------------
+
+/// `(budget_id, window_start, limit_nanousd, limit_tokens, nanousd, tokens, window_end)`.
+type ChargeTuple = (String, u64, u64, u64, u64, u64, u64);
+/// `(spent_nanousd, reserved_nanousd, spent_tokens, reserved_tokens, requests)`.
+type StateTuple = (u64, u64, u64, u64, u64);
+/// `(budget_id, window_start, limit_nanousd, limit_tokens, state, limit_kind)`.
+type DenialTuple = (String, u64, u64, u64, StateTuple, &'static str);
+/// `(budget_id, window_start, before, after)`.
+type CommittedTuple = (String, u64, StateTuple, StateTuple);
+
+fn state_tuple(s: budget::WindowState) -> StateTuple {
+    (
+        s.spent_nanousd,
+        s.reserved_nanousd,
+        s.spent_tokens,
+        s.reserved_tokens,
+        s.requests,
+    )
+}
+
+fn to_charges(charges: Vec<ChargeTuple>) -> Vec<budget::Charge> {
+    charges
+        .into_iter()
+        .map(
+            |(
+                budget_id,
+                window_start,
+                limit_nanousd,
+                limit_tokens,
+                nanousd,
+                tokens,
+                window_end,
+            )| {
+                budget::Charge {
+                    budget_id,
+                    window_start,
+                    limit_nanousd,
+                    limit_tokens,
+                    nanousd,
+                    tokens,
+                    window_end,
+                }
+            },
+        )
+        .collect()
+}
+
+fn committed_tuples(out: Vec<budget::Committed>) -> Vec<CommittedTuple> {
+    out.into_iter()
+        .map(|c| {
+            (
+                c.budget_id,
+                c.window_start,
+                state_tuple(c.before),
+                state_tuple(c.after),
+            )
+        })
+        .collect()
+}
+
+/// Budget ledger on LMDB (atomic reserve / commit / release across processes).
+#[pyclass(name = "BudgetLedger", module = "skinflint._native", frozen)]
+struct PyBudgetLedger {
+    inner: BudgetLedger,
+}
+
+#[pymethods]
+impl PyBudgetLedger {
+    #[new]
+    #[pyo3(signature = (path, *, durable = false))]
+    fn new(py: Python<'_>, path: PathBuf, durable: bool) -> PyResult<Self> {
+        guard(py, || {
+            let inner = py
+                .detach(|| BudgetLedger::open(&path, durable))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(PyBudgetLedger { inner })
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    #[getter]
+    fn durable(&self) -> bool {
+        self.inner.durable()
+    }
+
+    #[pyo3(signature = (reservation_id, charges, *, ttl_ms, now_ms))]
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        reservation_id: &str,
+        charges: Vec<ChargeTuple>,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> PyResult<Option<DenialTuple>> {
+        guard(py, || {
+            let charges = to_charges(charges);
+            let denial = py
+                .detach(|| self.inner.reserve(reservation_id, &charges, ttl_ms, now_ms))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(denial.map(|d| {
+                (
+                    d.budget_id,
+                    d.window_start,
+                    d.limit_nanousd,
+                    d.limit_tokens,
+                    state_tuple(d.state),
+                    d.limit_kind.as_str(),
+                )
+            }))
+        })
+    }
+
+    #[pyo3(signature = (reservation_id, *, nanousd, tokens, now_ms))]
+    fn commit(
+        &self,
+        py: Python<'_>,
+        reservation_id: &str,
+        nanousd: u64,
+        tokens: u64,
+        now_ms: u64,
+    ) -> PyResult<Vec<CommittedTuple>> {
+        guard(py, || {
+            py.detach(|| self.inner.commit(reservation_id, nanousd, tokens, now_ms))
+                .map(committed_tuples)
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    #[pyo3(signature = (reservation_id, *, now_ms))]
+    fn release(&self, py: Python<'_>, reservation_id: &str, now_ms: u64) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.release(reservation_id, now_ms))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    #[pyo3(signature = (charges, *, nanousd, tokens, now_ms))]
+    fn record(
+        &self,
+        py: Python<'_>,
+        charges: Vec<ChargeTuple>,
+        nanousd: u64,
+        tokens: u64,
+        now_ms: u64,
+    ) -> PyResult<Vec<CommittedTuple>> {
+        guard(py, || {
+            let charges = to_charges(charges);
+            py.detach(|| self.inner.record(&charges, nanousd, tokens, now_ms))
+                .map(committed_tuples)
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    #[pyo3(signature = (budget_id, window_start, *, now_ms))]
+    fn state(
+        &self,
+        py: Python<'_>,
+        budget_id: &str,
+        window_start: u64,
+        now_ms: u64,
+    ) -> PyResult<StateTuple> {
+        guard(py, || {
+            py.detach(|| self.inner.state(budget_id, window_start, now_ms))
+                .map(state_tuple)
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    #[pyo3(signature = (*, now_ms))]
+    fn purge_expired(&self, py: Python<'_>, now_ms: u64) -> PyResult<u64> {
+        guard(py, || {
+            py.detach(|| self.inner.purge_expired(now_ms))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn put_spec(&self, py: Python<'_>, budget_id: &str, spec_json: &str) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.put_spec(budget_id, spec_json))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn get_spec(&self, py: Python<'_>, budget_id: &str) -> PyResult<Option<String>> {
+        guard(py, || {
+            py.detach(|| self.inner.get_spec(budget_id))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn list_specs(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
+        guard(py, || {
+            py.detach(|| self.inner.list_specs())
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn delete_spec(&self, py: Python<'_>, budget_id: &str) -> PyResult<bool> {
+        guard(py, || {
+            py.detach(|| self.inner.delete_spec(budget_id))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "BudgetLedger({}, durable={})",
+            py_repr(py, &self.inner.path().to_string_lossy()),
+            if self.inner.durable() {
+                "True"
+            } else {
+                "False"
+            }
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Module
 // ---------------------------------------------------------------------------------------
 
@@ -1087,6 +1320,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KeyInputError", t.key_input.bind(py))?;
     m.add("RuleSetError", t.rule_set.bind(py))?;
     m.add("CacheError", t.cache.bind(py))?;
+    m.add("BudgetLedgerError", t.budget.bind(py))?;
     m.add("TokenizerError", t.tokenizer.bind(py))?;
     m.add("NativePanic", t.panic.bind(py))?;
 
@@ -1096,6 +1330,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCacheStats>()?;
     m.add_class::<PyResponseCache>()?;
     m.add_class::<PyTokenCount>()?;
+    m.add_class::<PyBudgetLedger>()?;
 
     m.add_function(wrap_pyfunction!(py_cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(py_cache_key_json, m)?)?;

@@ -28,6 +28,7 @@ Unknown top-level keys are rejected (``KeyInputError``) so a new output-affectin
 never be silently left out of the key.
 """
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, final
 
@@ -41,6 +42,10 @@ class KeyInputError(NativeError, ValueError):
 
 class RuleSetError(NativeError, ValueError):
     """A rule set is invalid (unknown name, bad regex: names the pattern and the reason)."""
+
+class BudgetLedgerError(NativeError, OSError):
+    """The budget ledger's LMDB could not be opened or written, or holds a value that does
+    not decode (names the path, the key and the LMDB error)."""
 
 class CacheError(NativeError, OSError):
     """LMDB could not be opened or written (names the path and the LMDB error)."""
@@ -201,6 +206,80 @@ class ResponseCache:
     def sync(self) -> None:
         """Flush to disk (useful when ``durable=False``)."""
 
+#: ``(budget_id, window_start, limit_nanousd, limit_tokens, nanousd, tokens, window_end)``
+_LedgerCharge = tuple[str, int, int, int, int, int, int]
+#: ``(spent_nanousd, reserved_nanousd, spent_tokens, reserved_tokens, requests)``
+_LedgerState = tuple[int, int, int, int, int]
+
+@final
+class BudgetLedger:
+    """Budget ledger on LMDB: atomic reserve / commit / release over budget windows.
+
+    The rule of ``skinflint.budget_store.base``: a reservation is admitted on all of its
+    charges or none, and only if ``spent + reserved + charge <= limit`` for each non-zero
+    limit. Each operation is one LMDB write transaction, so threads and processes sharing
+    ``path`` are serialized (the directory must not also hold a ``ResponseCache``). Every
+    operation first releases expired reservations (``expires <= now_ms``, at most 1024 per
+    call; ``purge_expired`` releases all). An expired reservation's charges are kept for an
+    hour past its expiry, so a late ``commit`` still records the spend.
+
+    Amounts are non-negative integers below 2**64; a counter that would overflow is refused
+    (``ValueError``, nothing changed). A stored value that does not decode raises
+    ``BudgetLedgerError`` naming its key: spend is never silently dropped.
+
+    ``durable=False`` (default) commits without fsync: a killed process loses nothing, an OS
+    crash may lose the last transactions. ``durable=True`` syncs every commit.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+        """Raises BudgetLedgerError (path, reason) if the directory cannot be opened."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def durable(self) -> bool: ...
+    def reserve(
+        self, reservation_id: str, charges: Sequence[_LedgerCharge], *, ttl_ms: int, now_ms: int
+    ) -> tuple[str, int, int, int, _LedgerState, Literal["nanousd", "tokens"]] | None:
+        """Hold every charge or none. None = admitted; else the denial
+        ``(budget_id, window_start, limit_nanousd, limit_tokens, state, limit_kind)`` of the
+        first charge that does not fit.
+
+        Raises:
+            ValueError: the id is already reserved, an id is empty, longer than 256 bytes or
+                contains NUL, ``ttl_ms`` is 0, or a counter would overflow.
+        """
+
+    def commit(
+        self, reservation_id: str, *, nanousd: int, tokens: int, now_ms: int
+    ) -> list[tuple[str, int, _LedgerState, _LedgerState]]:
+        """Release the holds and add the spend (one request) to every charged window; returns
+        ``(budget_id, window_start, before, after)`` per window. An unknown id returns []."""
+
+    def release(self, reservation_id: str, *, now_ms: int) -> None:
+        """Drop the holds. Idempotent; an unknown id is ignored."""
+
+    def record(
+        self, charges: Sequence[_LedgerCharge], *, nanousd: int, tokens: int, now_ms: int
+    ) -> list[tuple[str, int, _LedgerState, _LedgerState]]:
+        """Add spend (one request per window) without a reservation or a limit check."""
+
+    def state(self, budget_id: str, window_start: int, *, now_ms: int) -> _LedgerState:
+        """Counters of one window (all zero when unknown), expired holds released first."""
+
+    def purge_expired(self, *, now_ms: int) -> int:
+        """Release every expired reservation (returns how many); also drops windows that
+        ended more than a day ago and hold nothing."""
+
+    def put_spec(self, budget_id: str, spec_json: str) -> None: ...
+    def get_spec(self, budget_id: str) -> str | None: ...
+    def list_specs(self) -> list[tuple[str, str]]:
+        """Every ``(budget_id, spec_json)``, sorted by budget id."""
+
+    def delete_spec(self, budget_id: str) -> bool:
+        """Delete the spec (returns whether it existed), every window of the budget and its
+        charges in pending reservations."""
+
 @final
 class TokenCount:
     count: int
@@ -224,6 +303,8 @@ def _panic_for_test() -> None:
     """Panics inside Rust; the binding turns it into NativePanic (tests prove it)."""
 
 __all__ = [
+    "BudgetLedger",
+    "BudgetLedgerError",
     "CacheError",
     "CacheKey",
     "CacheStats",

@@ -2,9 +2,11 @@
 
 It owns the compiled configuration, the named rule sets, the embedded response cache, the
 price table, the providers, the dispatcher (concurrency slots, circuit breakers) and the
-prompt-cache prefix tracker; later issues add the router, budget store and queues.
+prompt-cache prefix tracker, and the budget guard over the budget store chosen by
+``budgets.backend``; later issues add the router and queues.
 Transports call its methods with validated domain objects and get domain results back; it
-never sees a wire message. ``aclose`` closes the provider clients (then ``close``).
+never sees a wire message. ``aclose`` closes the provider clients and the budget store
+(then ``close``).
 
 Features that are not built yet raise ``NotImplementedYet`` saying what is missing, never a
 made-up answer. Callers only reach them after their request has been fully validated.
@@ -19,6 +21,8 @@ from typing import NoReturn, Self
 
 from skinflint import _native
 from skinflint.accounting import PriceTable
+from skinflint.budget_store import open_budget_store
+from skinflint.budget_store.base import BudgetStore
 from skinflint.call import Call
 from skinflint.config import Settings, compile_price_table, compile_rule_sets, prepare_data_dir
 from skinflint.errors import (
@@ -30,6 +34,7 @@ from skinflint.errors import (
     native_errors,
 )
 from skinflint.logs import get_logger
+from skinflint.pipeline.budget_guard import Budget, BudgetGuard
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
 from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
 from skinflint.pipeline.dispatch import Dispatcher
@@ -54,6 +59,7 @@ class App:
         *,
         prices: PriceTable | None = None,
         providers: Mapping[str, Provider] | None = None,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self.settings = settings
         self.rule_sets = rule_sets
@@ -69,11 +75,14 @@ class App:
             {name: p.max_concurrency for name, p in settings.providers.items()},
             settings.dispatch,
         )
+        store = budget_store if budget_store is not None else open_budget_store(settings)
+        self.budgets = BudgetGuard(store, seed=settings.budgets.seed)
         self._complete = CompletePipeline(
             settings,
             self.prices,
             PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
             self.dispatcher,
+            self.budgets,
         )
 
     @classmethod
@@ -112,7 +121,8 @@ class App:
             cache_max_bytes=settings.cache.max_bytes,
             rule_sets=sorted(rule_sets),
         )
-        return cls(settings, rule_sets, cache, prices=prices)
+        store = open_budget_store(settings)
+        return cls(settings, rule_sets, cache, prices=prices, budget_store=store)
 
     @property
     def data_dir(self) -> Path:
@@ -133,6 +143,7 @@ class App:
         providers, self.providers = self.providers, {}
         try:
             await aclose_all(providers)
+            await self.budgets.store.aclose()
         finally:
             self.close()
 
@@ -203,17 +214,26 @@ class App:
             f"issue), so there are no jobs to cancel; {_VALID}",
         )
 
-    async def get_budget(self, budget_id: str) -> NoReturn:
-        raise _budgets_missing("GetBudget")
+    async def start(self) -> None:
+        """Work that needs the event loop at boot: upsert the budgets seeded from config
+        (otherwise done before the first budget operation)."""
+        await self.budgets.start()
 
-    async def set_budget(self, spec: BudgetSpec) -> NoReturn:
-        raise _budgets_missing("SetBudget")
+    async def get_budget(self, budget_id: str) -> Budget:
+        """The budget with its current window's state. Raises ``NotFound``."""
+        return await self.budgets.get_budget(budget_id)
 
-    async def list_budgets(self, query: BudgetListQuery) -> NoReturn:
-        raise _budgets_missing("ListBudgets")
+    async def set_budget(self, spec: BudgetSpec) -> Budget:
+        """Create or replace a budget (its window's spend is kept)."""
+        return await self.budgets.set_budget(spec)
 
-    async def delete_budget(self, budget_id: str) -> NoReturn:
-        raise _budgets_missing("DeleteBudget")
+    async def list_budgets(self, query: BudgetListQuery) -> tuple[list[Budget], str]:
+        """One page of budgets and the next page token ("" when there is none)."""
+        return await self.budgets.list_budgets(query)
+
+    async def delete_budget(self, budget_id: str) -> bool:
+        """Delete the budget and its windows; False when there was none."""
+        return await self.budgets.delete_budget(budget_id)
 
     async def project(self, request: ProjectionRequest) -> NoReturn:
         raise NotImplementedYet(
@@ -221,11 +241,3 @@ class App:
             "cost projection is not available in this build yet (it needs the price table "
             f"and lands with the projection issue); {_VALID}",
         )
-
-
-def _budgets_missing(rpc: str) -> NotImplementedYet:
-    return NotImplementedYet(
-        rpc,
-        "budgets are not available in this build yet (the budget store and guard land "
-        f"with the budgets issue); {_VALID}",
-    )

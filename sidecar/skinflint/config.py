@@ -47,6 +47,7 @@ from skinflint import _native
 from skinflint.accounting import PriceTable, PriceTableError, UnknownModel, load_price_table
 from skinflint.call import Tier
 from skinflint.errors import ConfigError, ConfigIssue
+from skinflint.pipeline.budgets import parse_scope
 from skinflint.providers.settings import ProviderSettings, default_providers
 
 MIB = 1 << 20
@@ -124,8 +125,9 @@ class FeatureConfig(_Section):
 
     #: Canonicalization rules for the feature's cache keys; None: ``cache.rule_set``.
     rule_set: str | None = None
-    #: The output cap when a request sets no ``max_tokens`` (it bounds budget reservations).
-    default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
+    #: The output cap when a request sets no ``max_tokens`` (it bounds budget reservations);
+    #: None: the global ``default_max_tokens``.
+    default_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     #: The tier a request for model ``auto`` runs on until the routing classifier exists.
     default_tier: Tier = Tier.SMALL
 
@@ -186,6 +188,38 @@ class PromptCacheConfig(_Section):
     one_hour_max_gap_s: float = Field(3600.0, ge=0, le=86_400)
 
 
+class BudgetSeed(_Section):
+    """A budget created or replaced at boot (same fields as the ``BudgetSpec`` message)."""
+
+    id: str
+    #: "global", or "tenant:<t>", "team:<t>", "feature:<f>", "user:<u>" joined by '+'.
+    scope: str
+    window: Literal["minute", "hour", "day", "month", "total"]
+    #: 0 = no limit of that kind; at least one is required.
+    limit_nanousd: int = Field(0, ge=0)
+    limit_tokens: int = Field(0, ge=0)
+    soft_thresholds_percent: tuple[int, ...] = ()
+    action: Literal["reject", "downgrade", "defer"] = "reject"
+
+
+class BudgetsConfig(_Section):
+    """The budget guard: where spend is kept, how long a reservation may outlive its call,
+    and budgets seeded at boot (upserted over what the store holds; the RPCs manage the rest).
+    """
+
+    #: ``local`` (default): LMDB under the data dir, atomic across the processes of one pod;
+    #: ``redis``: a fleet (``redis_url``); ``memory``: one process, lost on restart (tests).
+    backend: Literal["local", "redis", "memory"] = "local"
+    redis_url: str | None = None
+    #: Prefix of every Redis key (several fleets, or tests, can share one Redis).
+    redis_prefix: str = Field("skinflint:", min_length=1, max_length=64)
+    #: A reservation expires this long after the call's deadline (or after
+    #: ``reservation_ttl_s`` when the call has none), so a crashed sidecar cannot pin a budget.
+    reservation_margin_s: float = Field(30.0, ge=0, le=3600)
+    reservation_ttl_s: float = Field(600.0, gt=0, le=86_400)
+    seed: tuple[BudgetSeed, ...] = ()
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``json``: one JSON object per line (for collectors); ``console``: for people.
@@ -214,6 +248,9 @@ class Settings(_Section):
     prices: PricesConfig = PricesConfig()
     dispatch: DispatchConfig = DispatchConfig()
     prompt_cache: PromptCacheConfig = PromptCacheConfig()
+    #: The output cap of features that set none (``features.<f>.default_max_tokens``).
+    default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
+    budgets: BudgetsConfig = BudgetsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("providers", mode="before")
@@ -249,6 +286,10 @@ class Settings(_Section):
         if self.baseline_model is not None:
             return self.baseline_model
         return self.tiers.frontier[0] if self.tiers.frontier else ""
+
+    def max_tokens_cap(self, feature: str) -> int:
+        """The output cap of a request that sets no ``max_tokens`` (bounds reservations)."""
+        return self.feature(feature).default_max_tokens or self.default_max_tokens
 
     def rule_set_name(self, feature: str) -> str:
         """The rule set that canonicalizes cache keys for ``feature``."""
@@ -653,6 +694,42 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
             check_reference(("features", feature, "rule_set"), feature_cfg.rule_set)
     issues += _compile_issues(settings)
     issues += _model_issues(settings, layers, path)
+    issues += _budget_issues(settings, layers, path)
+    return issues
+
+
+def _budget_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    cfg = settings.budgets
+    if cfg.backend == "redis" and not cfg.redis_url:
+        loc = ("budgets", "redis_url")
+        issues.append(
+            ConfigIssue(
+                "budgets.redis_url",
+                "required when budgets.backend is redis",
+                f"set it to redis://host:6379/0 ({_fix_hint(loc, layers, path)})",
+            )
+        )
+    seen: set[str] = set()
+    for i, seed in enumerate(cfg.seed):
+        key = f"budgets.seed[{i}]"
+        hint = _fix_hint(("budgets", "seed"), layers, path)
+        problems = []
+        if not re.fullmatch(r"[a-z0-9._-]{1,64}", seed.id):
+            problems.append(("id", "must be 1-64 lowercase letters, digits, '-', '_' or '.'"))
+        elif seed.id in seen:
+            problems.append(("id", f"{seed.id!r} is seeded twice"))
+        seen.add(seed.id)
+        try:
+            parse_scope(seed.scope)
+        except ValueError as exc:
+            problems.append(("scope", str(exc)))
+        if seed.limit_nanousd == 0 and seed.limit_tokens == 0:
+            problems.append(("limit_nanousd", "at least one of limit_nanousd, limit_tokens > 0"))
+        percents = seed.soft_thresholds_percent
+        if any(not 1 <= p <= 100 for p in percents) or len(set(percents)) != len(percents):
+            problems.append(("soft_thresholds_percent", "distinct percentages from 1 to 100"))
+        issues += [ConfigIssue(f"{key}.{field}", problem, hint) for field, problem in problems]
     return issues
 
 

@@ -9,6 +9,7 @@ wire statuses (``transports/grpc/status.py``); nothing else decides a status cod
 
     SkinflintError
     ├── InvalidArgument        INVALID_ARGUMENT     bad input: "field: reason"
+    ├── NotFound               NOT_FOUND            a named resource does not exist
     ├── NotImplementedYet      UNIMPLEMENTED        a feature this build does not have yet
     ├── ConfigError            FAILED_PRECONDITION  invalid configuration (boot time)
     ├── ProviderNotConfigured  FAILED_PRECONDITION  which variable to set
@@ -35,6 +36,7 @@ class Code(IntEnum):
 
     INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
     PERMISSION_DENIED = 7
     RESOURCE_EXHAUSTED = 8
     FAILED_PRECONDITION = 9
@@ -59,6 +61,17 @@ class InvalidArgument(SkinflintError):
     """The request is malformed; ``field`` is the path in wire terms (``messages[2].role``)."""
 
     code = Code.INVALID_ARGUMENT
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(SkinflintError):
+    """A resource named in the request (a budget id) does not exist; ``field`` names it."""
+
+    code = Code.NOT_FOUND
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -120,14 +133,29 @@ class ProviderNotConfigured(SkinflintError):
 
 
 class ResourceExhausted(SkinflintError):
-    """A budget's hard limit stops the call (the budget and why; details come later)."""
+    """A budget's hard limit stops the call: the budget, why, and when its window resets.
+
+    ``reason`` names the limit and what is spent; ``resets_at`` (unix seconds, None for a
+    TOTAL window that never resets) becomes the RetryInfo delay on the wire.
+    """
 
     code = Code.RESOURCE_EXHAUSTED
 
-    def __init__(self, budget_id: str, reason: str) -> None:
+    def __init__(
+        self,
+        budget_id: str,
+        reason: str,
+        *,
+        scope: str = "",
+        resets_at: int | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(f"budget {budget_id!r}: {reason}")
         self.budget_id = budget_id
         self.reason = reason
+        self.scope = scope
+        self.resets_at = resets_at
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(SkinflintError):
@@ -193,6 +221,7 @@ __all__ = [
     "DeadlineExceeded",
     "InternalError",
     "InvalidArgument",
+    "NotFound",
     "NotImplementedYet",
     "ProviderNotConfigured",
     "ResourceExhausted",

@@ -109,6 +109,7 @@ async def serve(app: App) -> None:
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
+        await app.start()  # seeded budgets are written before the first request arrives
         await built.server.start()
         _log.info("listening", host=cfg.host, port=built.port, grace_seconds=cfg.grace_seconds)
         await stopping.wait()

@@ -1,10 +1,25 @@
 """The Complete path: one ``Call`` through the stages built so far, to a priced answer.
 
-Order: lane check -> model resolution (``routing``) -> [budget guard: later issue] ->
-prompt-cache plan per model (``prompt_cache``) -> dispatch with retries and fallback
-(``dispatch``) -> pricing against the baseline (``pricing``). The response cache (before
-routing), the classifier (inside ``routing.resolve``), budgets (around dispatch) and
-telemetry (after pricing) slot in at the marked places without changing this shape.
+Order: lane check -> model resolution (``routing``) -> budget admission (``budget_guard``:
+reserve the worst case, or reject / downgrade / defer) -> prompt-cache plan per model
+(``prompt_cache``) -> dispatch with retries and fallback (``dispatch``) -> pricing against the
+baseline (``pricing``) -> budget commit. The response cache (before routing), the classifier
+(inside ``routing.resolve``) and telemetry (after pricing) slot in at the marked places without
+changing this shape.
+
+**Budgets.** One reservation per call, for the **maximum worst case over the fallback chain**
+(so a fallback to a dearer model is already covered and never needs a second round-trip to the
+store, at the price of holding a little more while the call runs). A candidate's worst case is
+``count_chat_tokens`` of the prompt (each piece framed, images bounded; an over-estimate) at the
+highest input-side rate its prompt-cache plan can incur, plus ``max_tokens`` (the caller's, or
+the feature's / global default cap) at the output rate, rounded up. The primary's plan is made
+before the reservation (it is the one dispatch uses); fallbacks, not planned yet, are priced at
+their highest input-side rate. After the call the billed cost is committed and the rest released;
+a call that fails releases everything (failed attempts are not billed by providers). A stream
+commits its ``done`` usage; a stream cut after content was sent commits the worst case of the
+model that was streaming (the provider billed something, the amount is unknown: never zero). A
+stream cannot pass a hard limit: the provider stops at ``max_tokens``, which the reservation
+already covers in full.
 
 The results are domain objects (``Completion``, ``Started`` and the provider deltas); the
 transport turns them into wire messages.
@@ -13,14 +28,25 @@ transport turns them into wire messages.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from skinflint import _native
 from skinflint.accounting import ModelPrice, PriceTable, Usage
-from skinflint.call import Call, Lane, Tier
+from skinflint.call import Call, Lane, ModelKind, Tier
 from skinflint.config import Settings
-from skinflint.errors import InternalError, NotImplementedYet
+from skinflint.errors import InternalError, NotImplementedYet, SkinflintError, native_errors
+from skinflint.pipeline.budget_guard import BudgetGuard, Hold, Touch, refusal_error
+from skinflint.pipeline.budgets import (
+    IMAGE_TOKENS_BOUND,
+    BudgetAction,
+    image_count,
+    input_side_rate,
+    prompt_pieces,
+    worst_case_nanousd,
+)
 from skinflint.pipeline.dispatch import Deadline, Dispatcher, Outcome, Prepare
 from skinflint.pipeline.pricing import Bill, bill
 from skinflint.pipeline.prompt_cache import PromptCachePlanner
@@ -57,6 +83,25 @@ class Completion:
     served: Served
     usage: Usage
     bill: Bill
+    #: The budgets the call was charged against, with what remains of each.
+    budgets: tuple[Touch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    """The reservation of one call: per-candidate worst cases and the amounts held."""
+
+    prompt_tokens: int
+    max_tokens: int
+    by_candidate: Mapping[Candidate, int]
+
+    @property
+    def nanousd(self) -> int:
+        return max(self.by_candidate.values(), default=0)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.max_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,40 +124,197 @@ class CompletePipeline:
         prices: PriceTable,
         planner: PromptCachePlanner,
         dispatcher: Dispatcher,
+        guard: BudgetGuard,
     ) -> None:
         self._settings = settings
         self._prices = prices
         self._planner = planner
         self._dispatcher = dispatcher
+        self._guard = guard
         self._baseline = prices.lookup(None, settings.baseline)
 
     async def complete(self, call: Call, *, timeout_s: float | None) -> Completion:
         route = self._route(call)
         deadline = Deadline(timeout_s)
         plans: dict[Candidate, CachePlan] = {}
-        response, outcome = await self._dispatcher.complete(
-            route.candidates, self._preparer(call, plans), deadline
-        )
-        return self._completion(call, route, outcome, plans, response)
+        route, worst, hold = await self._admit(call, route, plans, timeout_s)
+        try:
+            response, outcome = await self._dispatcher.complete(
+                route.candidates, self._preparer(call, plans), deadline
+            )
+        except BaseException:
+            await self._guard.release(hold)
+            raise
+        try:
+            completion = self._completion(call, route, outcome, plans, response)
+        except BaseException:
+            # Billed but not priced (a bug or a price gap): hold the worst case, never zero.
+            await self._guard.commit(
+                hold,
+                nanousd=worst.by_candidate.get(outcome.candidate, 0),
+                tokens=worst.tokens,
+            )
+            raise
+        return await self._commit(hold, completion)
 
     async def stream(self, call: Call, *, timeout_s: float | None) -> AsyncIterator[StreamItem]:
         route = self._route(call)
         deadline = Deadline(timeout_s)
         plans: dict[Candidate, CachePlan] = {}
-        events = self._dispatcher.stream(route.candidates, self._preparer(call, plans), deadline)
+        route, worst, hold = await self._admit(call, route, plans, timeout_s)
         outcome: Outcome | None = None
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if isinstance(event, Outcome):
-                    outcome = event
-                    yield Started(call.request_id, self._served(route, outcome, plans))
-                elif isinstance(event, StreamEnd):
-                    assert outcome is not None
-                    yield self._completion(call, route, outcome, plans, event.response)
-                    return
+        settled = False
+        try:
+            events = self._dispatcher.stream(
+                route.candidates, self._preparer(call, plans), deadline
+            )
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Outcome):
+                        outcome = event
+                        yield Started(call.request_id, self._served(route, outcome, plans))
+                    elif isinstance(event, StreamEnd):
+                        assert outcome is not None
+                        completion = self._completion(call, route, outcome, plans, event.response)
+                        settled = True
+                        yield await self._commit(hold, completion)
+                        return
+                    else:
+                        yield event
+            raise InternalError("the provider stream ended without its final event")
+        finally:
+            if not settled:
+                if outcome is None:
+                    await self._guard.release(hold)
                 else:
-                    yield event
-        raise InternalError("the provider stream ended without its final event")
+                    # Content was produced, so the provider billed an amount we cannot know.
+                    await self._guard.commit(
+                        hold,
+                        nanousd=worst.by_candidate.get(outcome.candidate, 0),
+                        tokens=worst.tokens,
+                    )
+
+    # -- budgets --------------------------------------------------------------------------
+
+    async def _commit(self, hold: Hold, completion: Completion) -> Completion:
+        usage = completion.usage
+        touches = await self._guard.commit(
+            hold,
+            nanousd=completion.bill.cost_nanousd,
+            tokens=usage.prompt_tokens + usage.output_tokens,
+        )
+        return replace(completion, budgets=touches)
+
+    def worst_case(
+        self, call: Call, candidates: tuple[Candidate, ...], plans: Mapping[Candidate, CachePlan]
+    ) -> WorstCase:
+        """The worst case of ``call`` on each candidate (see the module docstring)."""
+        max_tokens = call.params.max_tokens or self._settings.max_tokens_cap(
+            call.attribution.feature
+        )
+        pieces = prompt_pieces(call)
+        images = image_count(call) * IMAGE_TOKENS_BOUND
+        by_candidate: dict[Candidate, int] = {}
+        prompt_max = 0
+        counts: dict[str, int] = {}  # by tokenizer encoding: most chains share one
+        for candidate in candidates:
+            with native_errors("counting the prompt's tokens for the budget reservation"):
+                encoding = _native.encoding_for_model(candidate.model)
+                if encoding not in counts:
+                    counts[encoding] = _native.count_chat_tokens(candidate.model, pieces).count
+            prompt = counts[encoding] + images
+            prompt_max = max(prompt_max, prompt)
+            price = self._price(candidate)
+            kind = self._settings.providers[candidate.provider].kind
+            rate = input_side_rate(
+                price, plans.get(candidate), automatic_writes=kind != "anthropic"
+            )
+            by_candidate[candidate] = worst_case_nanousd(prompt, max_tokens, price, rate)
+        return WorstCase(prompt_max, max_tokens, by_candidate)
+
+    async def _admit(
+        self,
+        call: Call,
+        route: Route,
+        plans: dict[Candidate, CachePlan],
+        timeout_s: float | None,
+    ) -> tuple[Route, WorstCase, Hold]:
+        """Reserve the worst case on every matching budget; on a refusal apply the refusing
+        budget's action (reject, downgrade to a cheaper tier that fits, defer)."""
+        cfg = self._settings.budgets
+        ttl_s = (timeout_s if timeout_s is not None else cfg.reservation_ttl_s) + (
+            cfg.reservation_margin_s
+        )
+        if not await self._guard.matching(call.attribution):
+            # No budget to charge: skip the token count (nothing is held or committed).
+            return route, WorstCase(0, 0, {}), Hold(call.request_id, (), (), 0, 0)
+        self._plan_primary(call, route, plans)
+        worst = self.worst_case(call, route.candidates, plans)
+        result = await self._guard.reserve(
+            call.request_id,
+            call.attribution,
+            nanousd=worst.nanousd,
+            tokens=worst.tokens,
+            ttl_s=ttl_s,
+        )
+        if isinstance(result, Hold):
+            return route, worst, result
+        refusal = result
+        if refusal.spec.action is not BudgetAction.DOWNGRADE:
+            raise refusal_error(refusal, now=time.time())
+        if call.model.kind is ModelKind.PINNED or route.tier is None:
+            raise refusal_error(
+                refusal,
+                now=time.time(),
+                note="action downgrade: a pinned model is never rerouted, so the call is rejected",
+            )
+        for tier in sorted(Tier, key=lambda t: t.rank, reverse=True):
+            if tier.rank >= route.tier.rank or not self._settings.tiers.models(tier):
+                continue
+            cheaper = _tier_route(self._settings, tier)
+            self._plan_primary(call, cheaper, plans)
+            try:
+                worst = self.worst_case(call, cheaper.candidates, plans)
+            except SkinflintError:
+                continue  # a model without a price cannot be reserved for: not a fit
+            result = await self._guard.reserve(
+                call.request_id,
+                call.attribution,
+                nanousd=worst.nanousd,
+                tokens=worst.tokens,
+                ttl_s=ttl_s,
+            )
+            if isinstance(result, Hold):
+                reason = (
+                    f"{route.reason}; budget downgrade: budget {refusal.spec.id!r} "
+                    f"({refusal.spec.scope}) cannot hold tier {route.tier.value!r}, "
+                    f"tier {tier.value!r} fits; primary {cheaper.candidates[0].qualified}"
+                )
+                return Route(cheaper.candidates, tier, reason), worst, result
+            if result.spec.id != refusal.spec.id and result.spec.action is not (
+                BudgetAction.DOWNGRADE
+            ):
+                raise refusal_error(result, now=time.time())
+        raise refusal_error(
+            refusal, now=time.time(), note="action downgrade: no cheaper tier fits either"
+        )
+
+    def _plan_primary(self, call: Call, route: Route, plans: dict[Candidate, CachePlan]) -> None:
+        """Make the primary's prompt-cache plan now (dispatch reuses it): its worst case
+        depends on the breakpoints it places."""
+        primary = route.candidates[0]
+        if primary not in plans:
+            plans[primary] = self._plan(call, primary)
+
+    def _plan(self, call: Call, candidate: Candidate) -> CachePlan:
+        price = self._price(candidate)
+        return self._planner.plan(
+            call,
+            provider_kind=self._settings.providers[candidate.provider].kind,
+            provider=candidate.provider,
+            model=candidate.model,
+            min_cacheable_tokens=price.min_cacheable_tokens,
+        )
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -134,22 +336,14 @@ class CompletePipeline:
         return resolve(call, self._settings, self._prices)
 
     def _preparer(self, call: Call, plans: dict[Candidate, CachePlan]) -> Prepare:
-        max_tokens = (
-            call.params.max_tokens
-            or self._settings.feature(call.attribution.feature).default_max_tokens
+        max_tokens = call.params.max_tokens or self._settings.max_tokens_cap(
+            call.attribution.feature
         )
 
         def prepare(candidate: Candidate, timeout_s: float | None) -> ProviderRequest:
             plan = plans.get(candidate)
             if plan is None:
-                price = self._price(candidate)
-                plan = self._planner.plan(
-                    call,
-                    provider_kind=self._settings.providers[candidate.provider].kind,
-                    provider=candidate.provider,
-                    model=candidate.model,
-                    min_cacheable_tokens=price.min_cacheable_tokens,
-                )
+                plan = self._plan(call, candidate)
                 plans[candidate] = plan
             return ProviderRequest(
                 call=call,
@@ -194,7 +388,7 @@ class CompletePipeline:
     ) -> Completion:
         price = self._price(outcome.candidate)
         priced = bill(response.usage, price, self._baseline, price_version=self._prices.version)
-        # Budget commit and telemetry go here (later issues).
+        # Telemetry goes here (later issue); the budget commit follows in the caller.
         return Completion(
             request_id=call.request_id,
             content=response.content,
@@ -205,4 +399,11 @@ class CompletePipeline:
         )
 
 
-__all__ = ["CompletePipeline", "Completion", "Served", "Started", "StreamItem"]
+def _tier_route(settings: Settings, tier: Tier) -> Route:
+    """The candidates of ``tier`` from config (the caller checked that it has some)."""
+    names = settings.tiers.models(tier)
+    candidates = tuple(Candidate(*name.split("/", 1), tier) for name in names)
+    return Route(candidates, tier, f"budget downgrade to tier {tier.value!r}")
+
+
+__all__ = ["CompletePipeline", "Completion", "Served", "Started", "StreamItem", "WorstCase"]

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from skinflint.accounting import Usage
 from skinflint.call import Lane, TextPart, Tier, ToolUsePart, thaw_json
+from skinflint.pipeline.budget_guard import Budget, Touch
+from skinflint.pipeline.budgets import BudgetAction, BudgetSpec, BudgetWindow
 from skinflint.pipeline.complete import Completion, Served, Started, StreamItem
 from skinflint.pipeline.pricing import Savings
 from skinflint.providers.base import Content, StopReason, TextDelta, ToolUseDelta
@@ -97,7 +101,70 @@ def complete_response(result: Completion) -> pb.CompleteResponse:
         cost_nanousd=result.bill.cost_nanousd,
         baseline_cost_nanousd=result.bill.baseline_cost_nanousd,
         savings=savings(result.bill.savings),
+        budgets=[budget_touch(t) for t in result.budgets],
     )
+
+
+_WINDOWS = {
+    BudgetWindow.MINUTE: pb.BUDGET_WINDOW_MINUTE,
+    BudgetWindow.HOUR: pb.BUDGET_WINDOW_HOUR,
+    BudgetWindow.DAY: pb.BUDGET_WINDOW_DAY,
+    BudgetWindow.MONTH: pb.BUDGET_WINDOW_MONTH,
+    BudgetWindow.TOTAL: pb.BUDGET_WINDOW_TOTAL,
+}
+_ACTIONS = {
+    BudgetAction.REJECT: pb.BUDGET_ACTION_REJECT,
+    BudgetAction.DOWNGRADE: pb.BUDGET_ACTION_DOWNGRADE,
+    BudgetAction.DEFER: pb.BUDGET_ACTION_DEFER,
+}
+
+
+def _timestamp(seconds: int) -> Timestamp:
+    return Timestamp(seconds=seconds)
+
+
+def budget_touch(touch: Touch) -> pb.BudgetTouch:
+    message = pb.BudgetTouch(
+        budget_id=touch.budget_id,
+        scope=touch.scope,
+        remaining_nanousd=touch.remaining_nanousd,
+        remaining_tokens=touch.remaining_tokens,
+    )
+    if touch.resets_at is not None:
+        message.resets_at.CopyFrom(_timestamp(touch.resets_at))
+    return message
+
+
+def budget_spec(spec: BudgetSpec) -> pb.BudgetSpec:
+    return pb.BudgetSpec(
+        id=spec.id,
+        scope=str(spec.scope),
+        window=_WINDOWS[spec.window],
+        limit_nanousd=spec.limit_nanousd,
+        limit_tokens=spec.limit_tokens,
+        soft_thresholds_percent=list(spec.soft_thresholds_percent),
+        action=_ACTIONS[spec.action],
+    )
+
+
+def budget(value: Budget) -> pb.Budget:
+    state = value.state
+    message = pb.Budget(
+        spec=budget_spec(value.spec),
+        state=pb.BudgetState(
+            spent_nanousd=state.spent_nanousd,
+            reserved_nanousd=state.reserved_nanousd,
+            remaining_nanousd=value.remaining_nanousd,
+            spent_tokens=state.spent_tokens,
+            reserved_tokens=state.reserved_tokens,
+            remaining_tokens=value.remaining_tokens,
+            requests=state.requests,
+            window_start=_timestamp(value.window_start),
+        ),
+    )
+    if value.resets_at is not None:
+        message.state.resets_at.CopyFrom(_timestamp(value.resets_at))
+    return message
 
 
 def stream_event(item: StreamItem) -> pb.CompleteStreamEvent:
@@ -119,4 +186,14 @@ def stream_event(item: StreamItem) -> pb.CompleteStreamEvent:
     return pb.CompleteStreamEvent(done=complete_response(item))
 
 
-__all__ = ["complete_response", "content_part", "savings", "served_by", "stream_event", "usage"]
+__all__ = [
+    "budget",
+    "budget_spec",
+    "budget_touch",
+    "complete_response",
+    "content_part",
+    "savings",
+    "served_by",
+    "stream_event",
+    "usage",
+]

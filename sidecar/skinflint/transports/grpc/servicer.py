@@ -74,26 +74,30 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def GetBudget(self, request: pb.GetBudgetRequest, context: Context) -> pb.Budget:
         async with _errors(context, "GetBudget"):
             convert.check_request_size(request, self._limit)
-            return await self._app.get_budget(convert.to_budget_id(request.id))
+            return responses.budget(await self._app.get_budget(convert.to_budget_id(request.id)))
 
     async def SetBudget(self, request: pb.SetBudgetRequest, context: Context) -> pb.Budget:
         async with _errors(context, "SetBudget"):
             convert.check_request_size(request, self._limit)
-            return await self._app.set_budget(convert.to_budget_spec(request))
+            return responses.budget(await self._app.set_budget(convert.to_budget_spec(request)))
 
     async def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: Context
     ) -> pb.ListBudgetsResponse:
         async with _errors(context, "ListBudgets"):
             convert.check_request_size(request, self._limit)
-            return await self._app.list_budgets(convert.to_budget_query(request))
+            budgets, token = await self._app.list_budgets(convert.to_budget_query(request))
+            return pb.ListBudgetsResponse(
+                budgets=[responses.budget(b) for b in budgets], next_page_token=token
+            )
 
     async def DeleteBudget(
         self, request: pb.DeleteBudgetRequest, context: Context
     ) -> pb.DeleteBudgetResponse:
         async with _errors(context, "DeleteBudget"):
             convert.check_request_size(request, self._limit)
-            return await self._app.delete_budget(convert.to_budget_id(request.id))
+            deleted = await self._app.delete_budget(convert.to_budget_id(request.id))
+            return pb.DeleteBudgetResponse(deleted=deleted)
 
     async def Project(self, request: pb.ProjectRequest, context: Context) -> pb.ProjectResponse:
         async with _errors(context, "Project"):

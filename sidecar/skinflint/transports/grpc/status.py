@@ -33,7 +33,12 @@ def _details(error: SkinflintError) -> list[Message]:
         quota = error_details_pb2.QuotaFailure.Violation(
             subject=f"budget:{error.budget_id}", description=error.reason
         )
-        return [error_details_pb2.QuotaFailure(violations=[quota])]
+        details: list[Message] = [error_details_pb2.QuotaFailure(violations=[quota])]
+        if error.retry_after_seconds is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(round(error.retry_after_seconds * 1e9))
+            details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+        return details
     if isinstance(error, ProviderNotConfigured):
         precondition = error_details_pb2.PreconditionFailure.Violation(
             type="PROVIDER_NOT_CONFIGURED",
