@@ -51,10 +51,14 @@ reservation hash, so they touch keys they cannot declare up front, and no hash t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from skinflint.budget_store.base import Charge, Committed, Denial, WindowState
 
@@ -102,6 +106,12 @@ local function expire_window(wk, zk, window_end, margin)
     redis.call('EXPIREAT', zk, at)
   end
 end
+-- The space-separated words of one ARGV (numbers go packed: fewer arguments to send).
+local function words(s)
+  local w = {}
+  for x in string.gmatch(s, '%S+') do w[#w + 1] = x end
+  return unpack(w)
+end
 local function hgetall(key)
   local flat = redis.call('HGETALL', key)
   local h = {}
@@ -110,33 +120,39 @@ local function hgetall(key)
 end
 """
 
-# KEYS: reservation hash, then (window hash, window zset) per charge.
-# ARGV: prefix, now, expires_at, pexpire_ms, margin_s, id, n_charges,
-#       then per charge: budget_id, window_start, window_end, limit_n, limit_t, n, t.
+# KEYS: reservation hash (P r:{id}), then (window hash, window zset) per charge.
+# ARGV: prefix, "now expires_at pexpire_ms margin_s",
+#       then per charge "window_start window_end limit_n limit_t n t".
+# The reservation id and each budget id are read back from the keys (fewer, shorter args).
 _RESERVE = (
     _COMMON
     + r"""
-local rk, now, exp, pex, margin, id = KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local nc = tonumber(ARGV[7])
+local rk = KEYS[1]
+local id = string.sub(rk, #P + 3)
+local now, exp, pex, margin = words(ARGV[2])
+local nc = (#KEYS - 1) / 2
 if redis.call('EXISTS', rk) == 1 then
   return redis.error_reply('SKINFLINT_DUPLICATE reservation id already used: ' .. id)
 end
-for i = 1, nc do release_expired(KEYS[2 * i], KEYS[2 * i + 1], now) end
+local ch = {}
 for i = 1, nc do
-  local a = 7 + (i - 1) * 7
-  local c = counters(KEYS[2 * i])
-  if not fits(ARGV[a + 4], c[1], c[2], ARGV[a + 6]) then
+  ch[i] = {words(ARGV[2 + i])}  -- ws, we, limit_n, limit_t, n, t
+  release_expired(KEYS[2 * i], KEYS[2 * i + 1], now)
+end
+for i = 1, nc do
+  local c, x = counters(KEYS[2 * i]), ch[i]
+  if not fits(x[3], c[1], c[2], x[5]) then
     return {'deny', i, 'nanousd', c[1], c[2], c[3], c[4], c[5]}
   end
-  if not fits(ARGV[a + 5], c[3], c[4], ARGV[a + 7]) then
+  if not fits(x[4], c[3], c[4], x[6]) then
     return {'deny', i, 'tokens', c[1], c[2], c[3], c[4], c[5]}
   end
 end
 local fields = {'exp', exp, 'st', 'l', 'n', tostring(nc)}
 for i = 1, nc do
-  local a = 7 + (i - 1) * 7
   local wk, zk = KEYS[2 * i], KEYS[2 * i + 1]
-  local b, ws, we, n, t = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 6], ARGV[a + 7]
+  local ws, we, _, _, n, t = unpack(ch[i])
+  local b = string.sub(wk, #P + 3, #wk - #ws - 1)  -- wk is P w:{b}:{ws}
   incr(wk, 'reserved_n', n)
   incr(wk, 'reserved_t', t)
   redis.call('HSETNX', wk, 'requests', '0')
@@ -155,11 +171,14 @@ return {'ok'}
 """
 )
 
-# KEYS: reservation hash. ARGV: prefix, now, margin_s, id, nanousd, tokens.
+# KEYS: reservation hash (P r:{id}). ARGV: prefix, "now margin_s nanousd tokens".
+# Returns 12 flat values per charge: budget_id, window_start, 5 counters before, 5 after.
 _COMMIT = (
     _COMMON
     + r"""
-local rk, now, margin, id, an, at = KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local rk = KEYS[1]
+local id = string.sub(rk, #P + 3)
+local now, margin, an, at = words(ARGV[2])
 local h, len = hgetall(rk)
 if len == 0 or h['st'] == 'c' then return {} end
 local out = {}
@@ -178,8 +197,8 @@ for i = 1, tonumber(h['n']) do
   redis.call('HINCRBY', wk, 'requests', 1)
   expire_window(wk, zk, we, margin)
   local after = counters(wk)
-  out[#out + 1] = {b, ws, before[1], before[2], before[3], before[4], before[5],
-                   after[1], after[2], after[3], after[4], after[5]}
+  for _, v in ipairs({b, ws, before[1], before[2], before[3], before[4], before[5],
+                      after[1], after[2], after[3], after[4], after[5]}) do out[#out + 1] = v end
 end
 redis.call('HSET', rk, 'st', 'c')
 return out
@@ -210,6 +229,7 @@ return 1
 
 # KEYS: (window hash, window zset) per charge.
 # ARGV: prefix, now, margin_s, nanousd, tokens, n_charges, then per charge: b, ws, we.
+# Returns the same flat rows as _COMMIT.
 _RECORD = (
     _COMMON
     + r"""
@@ -226,8 +246,8 @@ for i = 1, nc do
   redis.call('HINCRBY', wk, 'requests', 1)
   expire_window(wk, zk, we, margin)
   local after = counters(wk)
-  out[#out + 1] = {b, ws, before[1], before[2], before[3], before[4], before[5],
-                   after[1], after[2], after[3], after[4], after[5]}
+  for _, v in ipairs({b, ws, before[1], before[2], before[3], before[4], before[5],
+                      after[1], after[2], after[3], after[4], after[5]}) do out[#out + 1] = v end
 end
 return out
 """
@@ -257,6 +277,28 @@ return released
 )
 
 
+class _Script:
+    """A Lua script and its SHA1 digest (what EVALSHA names it by)."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest().encode()  # bytes: sent as is
+
+
+async def _roundtrip(conn: Any, args: Sequence[Any], limit_s: float | None) -> Any:
+    """Send one command and read its reply within ``limit_s`` seconds (None: no limit)."""
+    try:
+        async with asyncio.timeout(limit_s):
+            await conn.send_command(*args)
+            return await conn.read_response()
+    except TimeoutError:
+        # Cut off midway: redis-py already dropped the connection (the reply may still come).
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError(f"Timeout talking to Redis after {limit_s}s") from None
+
+
 def _exact(value: int, what: str) -> str:
     """An amount or limit as the decimal string the scripts take, if Lua compares it exactly."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -272,13 +314,21 @@ def _nonneg(value: int, what: str) -> str:
     return str(value)
 
 
-def _state(v: Sequence[Any]) -> WindowState:
-    return WindowState(*(int(x) for x in v[:5]))
+def _state(v: Sequence[Any], i: int = 0) -> WindowState:
+    """The five counters at ``v[i : i + 5]``."""
+    return WindowState(int(v[i]), int(v[i + 1]), int(v[i + 2]), int(v[i + 3]), int(v[i + 4]))
 
 
-def _committed(rows: Sequence[Sequence[Any]]) -> list[Committed]:
+def _committed(flat: Sequence[Any]) -> list[Committed]:
+    """Rows of 12 flat values: budget_id, window_start, 5 counters before, 5 after."""
     return [
-        Committed(str(r[0]), int(r[1]), before=_state(r[2:7]), after=_state(r[7:12])) for r in rows
+        Committed(
+            str(flat[i]),
+            int(flat[i + 1]),
+            before=_state(flat, i + 2),
+            after=_state(flat, i + 7),
+        )
+        for i in range(0, len(flat), 12)
     ]
 
 
@@ -296,22 +346,73 @@ class RedisBudgetStore:
         pool_timeout_s: float = 20.0,
     ) -> None:
         # A pool, because one sidecar runs many calls at once and each script is a round trip.
-        # A blocking one: past ``max_connections`` a call waits for a free connection (up to
-        # ``pool_timeout_s``) instead of failing, and Redis is not flooded with connections.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=max_connections, timeout=pool_timeout_s
+        # At most ``max_connections`` commands are in flight (so Redis is not flooded with
+        # connections); past that a call waits for a free slot, up to ``pool_timeout_s``, then
+        # fails with ``ConnectionError`` (what redis-py's BlockingConnectionPool does, without
+        # its per-call condition, timeout and bookkeeping, which cost more than the round trip).
+        # Connections come from a plain redis-py pool and, once taken, stay with this store in
+        # a LIFO free list (``_idle``); the pool still owns them and closes them in ``aclose``.
+        # RESP2: the replies used here are flat arrays, parsed the same in both protocols, and
+        # RESP2 needs no HELLO on connect.
+        self._pool = aioredis.ConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, protocol=2
         )
-        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        # The socket timeout (redis-py's default, or ``?socket_timeout=`` in the URL) bounds
+        # each whole exchange here, with one ``asyncio.timeout``: redis-py would put every send
+        # under ``asyncio.wait_for``, a new task per command. Connecting keeps its own timeout.
+        probe = self._pool.make_connection()  # not connected: only reads the settings
+        self._io_timeout: float | None = probe.socket_timeout
+        self._pool.connection_kwargs["socket_connect_timeout"] = probe.socket_connect_timeout
+        self._pool.connection_kwargs["socket_timeout"] = None
+        self._slots = asyncio.Semaphore(max_connections)
+        self._pool_timeout_s = pool_timeout_s
+        self._idle: list[Any] = []
         self._prefix = prefix
         self._grace_ms = reservation_grace_ms
-        self._margin_s = window_margin_s
-        # register_script: EVALSHA, reloading the script on NOSCRIPT (e.g. after a restart).
-        self._reserve = self._redis.register_script(_RESERVE)
-        self._commit = self._redis.register_script(_COMMIT)
-        self._release = self._redis.register_script(_RELEASE)
-        self._record = self._redis.register_script(_RECORD)
-        self._state = self._redis.register_script(_STATE)
-        self._purge = self._redis.register_script(_PURGE)
+        self._margin = str(window_margin_s)
+        # EVALSHA by digest; a NOSCRIPT reply (a restart, SCRIPT FLUSH) loads the script and
+        # runs it again on the same connection.
+        self._reserve = _Script(_RESERVE)
+        self._commit = _Script(_COMMIT)
+        self._release = _Script(_RELEASE)
+        self._record = _Script(_RECORD)
+        self._state = _Script(_STATE)
+        self._purge = _Script(_PURGE)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _take_slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns without suspending
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._pool_timeout_s)
+        except TimeoutError as err:
+            raise aioredis.ConnectionError("No connection available.") from err
+
+    async def _execute(self, *args: Any) -> Any:
+        """One command on a free connection, with the connection's retry policy."""
+        await self._take_slot()
+        try:
+            conn = self._idle.pop() if self._idle else await self._pool.get_connection()
+            try:
+                return await conn.retry.call_with_retry(
+                    lambda: _roundtrip(conn, args, self._io_timeout),
+                    lambda _error: conn.disconnect(),
+                )
+            finally:
+                # redis-py disconnects a connection whose exchange failed midway (error,
+                # timeout, cancellation); the next command on it reconnects.
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[str]) -> Any:
+        try:
+            return await self._execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._execute("SCRIPT", "LOAD", script.text)
+            return await self._execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -339,36 +440,36 @@ class RedisBudgetStore:
         if ttl_ms <= 0:
             raise ValueError(f"ttl_ms must be positive, got {ttl_ms}")
         seen: set[tuple[str, int]] = set()
-        keys = [self._rkey(reservation_id)]
-        args: list[str] = [
-            self._prefix,
-            _nonneg(now_ms, "now_ms"),
-            str(now_ms + ttl_ms),
-            str(ttl_ms + self._grace_ms),
-            str(self._margin_s),
-            reservation_id,
-            str(len(charges)),
+        prefix = self._prefix
+        keys = [f"{prefix}r:{reservation_id}"]
+        args = [
+            prefix,
+            f"{_nonneg(now_ms, 'now_ms')} {now_ms + ttl_ms} {ttl_ms + self._grace_ms} "
+            f"{self._margin}",
         ]
         for c in charges:
             # Two charges on one window would share a hold member and need a summed check.
-            if (c.budget_id, c.window_start) in seen:
+            window = (c.budget_id, c.window_start)
+            if window in seen:
                 raise ValueError(f"two charges on one window: {c.budget_id}@{c.window_start}")
-            seen.add((c.budget_id, c.window_start))
-            keys += [
-                self._wkey(c.budget_id, c.window_start),
-                self._zkey(c.budget_id, c.window_start),
-            ]
-            args += [
-                c.budget_id,
-                _nonneg(c.window_start, "window_start"),
-                _nonneg(c.window_end, "window_end"),
-                _exact(c.limit_nanousd, "limit_nanousd"),
-                _exact(c.limit_tokens, "limit_tokens"),
-                _exact(c.nanousd, "nanousd"),
-                _exact(c.tokens, "tokens"),
-            ]
+            seen.add(window)
+            ws = _nonneg(c.window_start, "window_start")
+            keys.append(f"{prefix}w:{c.budget_id}:{ws}")
+            keys.append(f"{prefix}z:{c.budget_id}:{ws}")
+            args.append(
+                " ".join(
+                    (
+                        ws,
+                        _nonneg(c.window_end, "window_end"),
+                        _exact(c.limit_nanousd, "limit_nanousd"),
+                        _exact(c.limit_tokens, "limit_tokens"),
+                        _exact(c.nanousd, "nanousd"),
+                        _exact(c.tokens, "tokens"),
+                    )
+                )
+            )
         try:
-            out = await self._reserve(keys=keys, args=args)
+            out = await self._run(self._reserve, keys, args)
         except aioredis.ResponseError as exc:
             if "SKINFLINT_DUPLICATE" in str(exc):
                 raise ValueError(f"reservation id already used: {reservation_id!r}") from exc
@@ -381,7 +482,7 @@ class RedisBudgetStore:
             window_start=c.window_start,
             limit_nanousd=c.limit_nanousd,
             limit_tokens=c.limit_tokens,
-            state=_state(out[3:8]),
+            state=_state(out, 3),
             limit_kind=str(out[2]),
         )
 
@@ -390,24 +491,19 @@ class RedisBudgetStore:
     ) -> list[Committed]:
         """Release the holds and add the spend; after expiry the spend is still recorded as
         long as the reservation hash lives (``ttl + reservation_grace_ms``)."""
-        rows = await self._commit(
-            keys=[self._rkey(reservation_id)],
-            args=[
-                self._prefix,
-                _nonneg(now_ms, "now_ms"),
-                str(self._margin_s),
-                reservation_id,
-                _exact(nanousd, "nanousd"),
-                _exact(tokens, "tokens"),
-            ],
-        )
-        return _committed(rows)
+        args = [
+            self._prefix,
+            f"{_nonneg(now_ms, 'now_ms')} {self._margin} "
+            f"{_exact(nanousd, 'nanousd')} {_exact(tokens, 'tokens')}",
+        ]
+        return _committed(await self._run(self._commit, [self._rkey(reservation_id)], args))
 
     async def release(self, reservation_id: str, *, now_ms: int) -> None:
         """Drop the holds; a second release, or a release after commit, does nothing."""
-        await self._release(
-            keys=[self._rkey(reservation_id)],
-            args=[self._prefix, _nonneg(now_ms, "now_ms"), reservation_id],
+        await self._run(
+            self._release,
+            [self._rkey(reservation_id)],
+            [self._prefix, _nonneg(now_ms, "now_ms"), reservation_id],
         )
 
     async def record(
@@ -418,7 +514,7 @@ class RedisBudgetStore:
         args = [
             self._prefix,
             _nonneg(now_ms, "now_ms"),
-            str(self._margin_s),
+            self._margin,
             _exact(nanousd, "nanousd"),
             _exact(tokens, "tokens"),
             str(len(charges)),
@@ -433,13 +529,14 @@ class RedisBudgetStore:
                 _nonneg(c.window_start, "window_start"),
                 _nonneg(c.window_end, "window_end"),
             ]
-        return _committed(await self._record(keys=keys, args=args))
+        return _committed(await self._run(self._record, keys, args))
 
     async def state(self, budget_id: str, window_start: int, *, now_ms: int) -> WindowState:
         """Counters of one window, after releasing its expired holds (a write, hence a script)."""
-        out = await self._state(
-            keys=[self._wkey(budget_id, window_start), self._zkey(budget_id, window_start)],
-            args=[self._prefix, _nonneg(now_ms, "now_ms")],
+        out = await self._run(
+            self._state,
+            [self._wkey(budget_id, window_start), self._zkey(budget_id, window_start)],
+            [self._prefix, _nonneg(now_ms, "now_ms")],
         )
         return _state(out)
 
@@ -449,27 +546,29 @@ class RedisBudgetStore:
         released: set[str] = set()
         batch: list[str] = []
         args = [self._prefix, _nonneg(now_ms, "now_ms")]
-        async for zk in self._redis.sscan_iter(f"{self._prefix}zs", count=200):
+        async for zk in self._scan("SSCAN", f"{self._prefix}zs", "COUNT", "200"):
             batch.append(zk)
             if len(batch) >= 200:
-                released.update(await self._purge(keys=batch, args=args))
+                released.update(await self._run(self._purge, batch, args))
                 batch = []
         if batch:
-            released.update(await self._purge(keys=batch, args=args))
+            released.update(await self._run(self._purge, batch, args))
         return len(released)
 
     # -- specs -----------------------------------------------------------------------------
 
     async def put_spec(self, budget_id: str, spec_json: str) -> None:
-        await self._redis.hset(self._specs, budget_id, spec_json)
+        await self._execute("HSET", self._specs, budget_id, spec_json)
 
     async def get_spec(self, budget_id: str) -> str | None:
-        value: str | None = await self._redis.hget(self._specs, budget_id)
+        value: str | None = await self._execute("HGET", self._specs, budget_id)
         return value
 
     async def list_specs(self) -> list[tuple[str, str]]:
-        specs: dict[str, str] = await self._redis.hgetall(self._specs)
-        return sorted(specs.items())
+        reply = await self._execute("HGETALL", self._specs)
+        if isinstance(reply, dict):  # RESP3 (``?protocol=3`` in the URL)
+            return sorted(reply.items())
+        return sorted(zip(reply[::2], reply[1::2], strict=True))
 
     async def delete_spec(self, budget_id: str) -> bool:
         """Delete the spec and every window of the budget; True if the spec existed.
@@ -478,20 +577,34 @@ class RedisBudgetStore:
         budget id may contain ``:``, so a key only belongs to this budget if what follows
         ``w:{budget_id}:`` is all digits (the window start); glob characters are escaped.
         """
-        existed = bool(await self._redis.hdel(self._specs, budget_id))
+        existed = bool(await self._execute("HDEL", self._specs, budget_id))
         doomed: list[str] = []
         for kind in ("w", "z"):
             head = f"{self._prefix}{kind}:{budget_id}:"
-            async for key in self._redis.scan_iter(match=_glob_escape(head) + "*", count=500):
+            match = _glob_escape(head) + "*"
+            async for key in self._scan("SCAN", "MATCH", match, "COUNT", "500"):
                 if key[len(head) :].isdigit():
                     doomed.append(key)
         for i in range(0, len(doomed), 500):
-            await self._redis.delete(*doomed[i : i + 500])
+            await self._execute("DEL", *doomed[i : i + 500])
         return existed
 
+    async def _scan(self, command: str, *args: str) -> AsyncIterator[str]:
+        """SCAN / SSCAN to the end (``args`` go after the key, for SSCAN, or the cursor)."""
+        key = (args[0],) if command == "SSCAN" else ()
+        rest = args[len(key) :]
+        cursor = "0"
+        while True:
+            cursor, items = await self._execute(command, *key, cursor, *rest)
+            for item in items:
+                yield item
+            if cursor == "0":
+                return
+
     async def aclose(self) -> None:
-        """Close the client and its pool (``from_pool`` hands the pool's ownership over)."""
-        await self._redis.aclose()
+        """Close every connection (those in the free list are still the pool's)."""
+        self._idle.clear()
+        await self._pool.disconnect()
 
 
 def _glob_escape(text: str) -> str:
