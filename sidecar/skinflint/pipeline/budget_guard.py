@@ -25,9 +25,10 @@ amounts) and the hold expires on its own; the response then lists no budgets.
 
 **Soft thresholds.** After each commit the guard compares each window's spend before and after
 (``Committed.before/after``); a percentage of a limit crossed by this commit is reported once:
-a structured log line ``budget_soft_threshold`` and every hook in ``threshold_hooks`` (the seam
-for the span event and the metric, which land with telemetry). Spend only grows within a window,
-so a threshold is crossed at most once per window.
+a structured log line ``budget_soft_threshold``, a ``skinflint.budget.soft_threshold`` event on
+the current OpenTelemetry span, one increment of the ``skinflint.budget.soft_threshold_crossings``
+counter, and every hook in ``threshold_hooks``. Spend only grows within a window, so a threshold
+is crossed at most once per window.
 
 **Specs.** Budget specs live in the store (so a fleet shares them); the guard keeps a copy for
 matching, refreshed every ``SPEC_REFRESH_S`` seconds and at once after a local set or delete.
@@ -42,6 +43,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from opentelemetry import metrics, trace
 
 from skinflint.budget_store.base import BudgetStore, Charge, Committed, WindowState
 from skinflint.call import Attribution
@@ -169,6 +172,7 @@ class BudgetGuard:
         *,
         seed: Sequence[BudgetSeed] = (),
         clock: Callable[[], float] = time.time,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         self.store = store
         self._seed = tuple(seed_to_spec(s) for s in seed)
@@ -176,8 +180,17 @@ class BudgetGuard:
         self._clock = clock
         self._cache = _SpecCache()
         self._lock = asyncio.Lock()
-        #: Telemetry seam: called for every soft threshold crossed (span event, metric).
+        #: Extra listeners called for every soft threshold crossed (after the log line, the
+        #: span event and the metric).
         self.threshold_hooks: list[ThresholdHook] = []
+        # The OpenTelemetry API is a no-op until an SDK provider is configured, so this costs
+        # nothing when telemetry is off.
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("skinflint")
+        self._threshold_counter = meter.create_counter(
+            "skinflint.budget.soft_threshold_crossings",
+            unit="{crossing}",
+            description="Soft budget thresholds crossed (once per threshold per window)",
+        )
 
     # -- specs ----------------------------------------------------------------------------
 
@@ -434,6 +447,22 @@ class BudgetGuard:
                         limit=limit,
                         window_start=item.window_start,
                     )
+                    attributes = {
+                        "skinflint.budget.id": spec.id,
+                        "skinflint.budget.scope": str(spec.scope),
+                        "skinflint.budget.threshold_percent": percent,
+                        "skinflint.budget.limit_kind": kind,
+                    }
+                    trace.get_current_span().add_event(
+                        "skinflint.budget.soft_threshold",
+                        {
+                            **attributes,
+                            "skinflint.budget.spent": after,
+                            "skinflint.budget.limit": limit,
+                            "skinflint.budget.window_start": item.window_start,
+                        },
+                    )
+                    self._threshold_counter.add(1, attributes)
                     for hook in self.threshold_hooks:
                         try:
                             hook(event)
