@@ -373,8 +373,8 @@ async def test_the_guard_runs_on_the_redis_store(
             1,
         )
     await set_budget(rig, "tight", "team:search", limit_nanousd=1)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await rig.stub.Complete(request("anthropic/claude-haiku-4-5"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a new question: not a cache hit
+        await rig.stub.Complete(request("anthropic/claude-haiku-4-5", text="Another one?"))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert (await state(rig, "acme")).reserved_nanousd == 0  # all or none, across Redis keys
 
@@ -430,7 +430,7 @@ async def test_the_guard_runs_on_the_local_lmdb_store(start_rig: RigFactory) -> 
             1,
         )
     await set_budget(rig, "tight", "team:search", limit_nanousd=1)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await rig.stub.Complete(request("anthropic/claude-haiku-4-5"))
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a new question: not a cache hit
+        await rig.stub.Complete(request("anthropic/claude-haiku-4-5", text="Another one?"))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert (await state(rig, "acme")).reserved_nanousd == 0

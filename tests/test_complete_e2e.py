@@ -235,7 +235,10 @@ def long_system(words: int = 1500) -> list[pb.SystemBlock]:
 async def test_anthropic_cold_then_warm_prompt_cache_cost_by_hand(start_rig: RigFactory) -> None:
     rig = await start_rig()
     cold = await rig.stub.Complete(request(SONNET, system=long_system()))
-    warm = await rig.stub.Complete(request(SONNET, system=long_system()))
+    # no_lookup: the identical request would otherwise be a response-cache hit.
+    warm = await rig.stub.Complete(
+        request(SONNET, system=long_system(), policy=pb.Policy(no_lookup=True))
+    )
     assert [e.status for e in rig.anthropic.requests] == [200, 200]
     assert "cache_control" in rig.anthropic.requests.last.body["system"][0]
 
@@ -285,7 +288,9 @@ async def test_anthropic_cold_then_warm_prompt_cache_cost_by_hand(start_rig: Rig
 async def test_openai_cold_then_warm_prompt_cache_cost_by_hand(start_rig: RigFactory) -> None:
     rig = await start_rig()
     cold = await rig.stub.Complete(request(GPT_MINI, system=long_system()))
-    warm = await rig.stub.Complete(request(GPT_MINI, system=long_system()))
+    warm = await rig.stub.Complete(
+        request(GPT_MINI, system=long_system(), policy=pb.Policy(no_lookup=True))
+    )
     assert len(rig.openai.requests) == 2
 
     c, w = cold.usage, warm.usage

@@ -49,7 +49,10 @@ async def test_long_repeated_system_prompt_is_cached_automatically(
 ) -> None:
     rig = await start_rig()
     first = await rig.stub.Complete(request(SONNET, system=long_system()))
-    second = await rig.stub.Complete(request(SONNET, system=long_system()))
+    # no_lookup: the identical request would otherwise be a response-cache hit.
+    second = await rig.stub.Complete(
+        request(SONNET, system=long_system(), policy=pb.Policy(no_lookup=True))
+    )
 
     bodies = [e.body for e in rig.anthropic.requests]
     assert [marks(b) for b in bodies] == [[{"type": "ephemeral", "ttl": "5m"}]] * 2
@@ -76,7 +79,10 @@ async def test_reuse_gap_in_the_one_hour_window_chooses_the_1h_ttl(start_rig: Ri
     # Any reuse gap counts as "between 5 and 60 minutes" here, so the second sighting is 1h.
     rig = await start_rig("prompt_cache:\n  one_hour_min_gap_s: 0.0\n")
     await rig.stub.Complete(request(SONNET, system=long_system()))
-    second = await rig.stub.Complete(request(SONNET, system=long_system()))
+    # no_lookup: the identical request would otherwise be a response-cache hit.
+    second = await rig.stub.Complete(
+        request(SONNET, system=long_system(), policy=pb.Policy(no_lookup=True))
+    )
     assert marks(rig.anthropic.requests.last.body) == [{"type": "ephemeral", "ttl": "1h"}]
     reason = second.served_by.route_reason
     assert "system[0] 1h (reused after 0s, between 0s and 60m" in reason

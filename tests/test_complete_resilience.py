@@ -211,7 +211,11 @@ async def test_circuit_breaker_opens_then_lets_a_trial_through(start_rig: RigFac
 async def test_provider_concurrency_limit_queues_calls(start_rig: RigFactory) -> None:
     rig = await start_rig(anthropic_settings=", max_concurrency: 1", anthropic={"latency": 1.0})
     model = "anthropic/claude-haiku-4-5"
-    calls = [asyncio.ensure_future(rig.stub.Complete(request(model))) for _ in range(2)]
+    # Different questions: identical ones would be coalesced by the response cache.
+    calls = [
+        asyncio.ensure_future(rig.stub.Complete(request(model, text=f"Question {i}?")))
+        for i in range(2)
+    ]
     await _until(lambda: len(rig.anthropic.requests) == 1)
     await asyncio.sleep(0.1)
     # The second call waits for the slot: the provider has seen only the first.

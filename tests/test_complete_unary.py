@@ -52,7 +52,7 @@ async def test_pinned_anthropic_model_answers_with_exact_cost(start_rig: RigFact
     assert (served.provider, served.model) == ("anthropic", "claude-haiku-4-5")
     assert served.tier == pb.TIER_SMALL  # config lists it as the small primary
     assert served.lane == pb.LANE_INTERACTIVE
-    assert served.cache_status == pb.CACHE_STATUS_BYPASS
+    assert served.cache_status == pb.CACHE_STATUS_MISS  # looked up, not found
     assert served.attempts == 1
     assert "pinned: anthropic/claude-haiku-4-5" in served.route_reason
     usage = response.usage

@@ -1,6 +1,7 @@
 """The ``App``: the one object that holds state, and the entry point of every operation.
 
-It owns the compiled configuration, the named rule sets, the embedded response cache, the
+It owns the compiled configuration, the named rule sets, the embedded response cache (looked
+up first on every Complete, with in-process single flight: ``pipeline.response_cache``), the
 price table, the providers, the dispatcher (concurrency slots, circuit breakers) and the
 prompt-cache prefix tracker, and the budget guard over the budget store chosen by
 ``budgets.backend``; later issues add the router and queues.
@@ -41,6 +42,7 @@ from skinflint.pipeline.dispatch import Dispatcher
 from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
+from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
 
@@ -83,6 +85,7 @@ class App:
             PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
             self.dispatcher,
             self.budgets,
+            ResponseCacheLayer(settings, cache, rule_sets),
         )
 
     @classmethod

@@ -130,6 +130,13 @@ class FeatureConfig(_Section):
     default_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     #: The tier a request for model ``auto`` runs on until the routing classifier exists.
     default_tier: Tier = Tier.SMALL
+    #: Use the response cache at all; false: every request is BYPASS (no lookup, no store).
+    cache: bool = True
+    #: Response-cache TTL of the feature's answers; None: ``cache.default_ttl_seconds``.
+    cache_ttl_seconds: int | None = Field(None, ge=1, le=366 * 86_400)
+    #: Store (and coalesce) answers to non-deterministic requests too (temperature not 0,
+    #: or unset: providers default to 1). Off: only temperature 0 answers are stored.
+    cache_nondeterministic: bool = False
 
 
 class TiersConfig(_Section):
@@ -294,6 +301,10 @@ class Settings(_Section):
     def rule_set_name(self, feature: str) -> str:
         """The rule set that canonicalizes cache keys for ``feature``."""
         return self.feature(feature).rule_set or self.cache.rule_set
+
+    def cache_ttl_seconds(self, feature: str) -> int:
+        """The response-cache TTL of ``feature``'s answers (a request may override it)."""
+        return self.feature(feature).cache_ttl_seconds or self.cache.default_ttl_seconds
 
     def to_yaml(self) -> str:
         """The effective configuration as YAML (what ``skinflint config check`` prints)."""

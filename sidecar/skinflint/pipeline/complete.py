@@ -1,11 +1,13 @@
 """The Complete path: one ``Call`` through the stages built so far, to a priced answer.
 
-Order: lane check -> model resolution (``routing``) -> budget admission (``budget_guard``:
-reserve the worst case, or reject / downgrade / defer) -> prompt-cache plan per model
-(``prompt_cache``) -> dispatch with retries and fallback (``dispatch``) -> pricing against the
-baseline (``pricing``) -> budget commit. The response cache (before routing), the classifier
-(inside ``routing.resolve``) and telemetry (after pricing) slot in at the marked places without
-changing this shape.
+Order: lane check -> response cache (``response_cache``: a hit or a coalesced answer returns
+here, recorded on the budgets as one request at zero cost) -> model resolution (``routing``) ->
+budget admission (``budget_guard``: reserve the worst case, or reject / downgrade / defer) ->
+prompt-cache plan per model (``prompt_cache``) -> dispatch with retries and fallback
+(``dispatch``) -> pricing against the baseline (``pricing``) -> response-cache store (a
+storable answer, and a stream only once its ``done`` is assembled) -> budget commit. The
+classifier (inside ``routing.resolve``) and telemetry (after pricing) slot in at the marked
+places without changing this shape.
 
 **Budgets.** One reservation per call, for the **maximum worst case over the fallback chain**
 (so a fallback to a dearer model is already covered and never needs a second round-trip to the
@@ -27,7 +29,9 @@ transport turns them into wire messages.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -35,9 +39,16 @@ from datetime import UTC, datetime
 
 from skinflint import _native
 from skinflint.accounting import ModelPrice, PriceTable, Usage
-from skinflint.call import Call, Lane, ModelKind, Tier
+from skinflint.call import Call, Lane, ModelKind, Tier, ToolUsePart, thaw_json
 from skinflint.config import Settings
-from skinflint.errors import InternalError, NotImplementedYet, SkinflintError, native_errors
+from skinflint.errors import (
+    DeadlineExceeded,
+    InternalError,
+    NotImplementedYet,
+    SkinflintError,
+    native_errors,
+)
+from skinflint.logs import get_logger
 from skinflint.pipeline.budget_guard import BudgetGuard, Hold, Touch, refusal_error
 from skinflint.pipeline.budgets import (
     IMAGE_TOKENS_BOUND,
@@ -50,6 +61,13 @@ from skinflint.pipeline.budgets import (
 from skinflint.pipeline.dispatch import Deadline, Dispatcher, Outcome, Prepare
 from skinflint.pipeline.pricing import Bill, bill
 from skinflint.pipeline.prompt_cache import PromptCachePlanner
+from skinflint.pipeline.response_cache import (
+    CacheDecision,
+    CacheStatus,
+    Entry,
+    ResponseCacheLayer,
+    hit_bill,
+)
 from skinflint.pipeline.routing import Candidate, Route, resolve
 from skinflint.providers.base import (
     CachePlan,
@@ -62,10 +80,15 @@ from skinflint.providers.base import (
     ToolUseDelta,
 )
 
+_log = get_logger("complete")
+
+#: How many times a follower waits for a leader that failed before it calls on its own.
+MAX_COALESCE_WAITS = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """Who answered and why (the wire's ``ServedBy`` minus the response-cache status)."""
+    """Who answered and why (the wire's ``ServedBy``)."""
 
     provider: str
     model: str
@@ -73,6 +96,7 @@ class Served:
     lane: Lane
     route_reason: str
     attempts: int
+    cache_status: CacheStatus = CacheStatus.BYPASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +149,157 @@ class CompletePipeline:
         planner: PromptCachePlanner,
         dispatcher: Dispatcher,
         guard: BudgetGuard,
+        cache: ResponseCacheLayer,
     ) -> None:
         self._settings = settings
         self._prices = prices
         self._planner = planner
         self._dispatcher = dispatcher
         self._guard = guard
+        self._cache = cache
         self._baseline = prices.lookup(None, settings.baseline)
 
     async def complete(self, call: Call, *, timeout_s: float | None) -> Completion:
-        route = self._route(call)
+        self._check_lane(call)
         deadline = Deadline(timeout_s)
+        decision = self._cache.decide(call)
+        entry = self._cache.get(decision)
+        if entry is not None:
+            return await self._answer(call, decision, entry, CacheStatus.EXACT)
+        if decision.coalesce:
+            for _ in range(MAX_COALESCE_WAITS):
+                future, leading = self._cache.join(decision)
+                if leading:
+                    stored: Entry | None = None
+                    try:
+                        completion = await self._complete_miss(call, decision, deadline)
+                        stored = _entry(completion)
+                        return completion
+                    finally:
+                        self._cache.settle(decision, future, stored)
+                entry = await self._follow(future, deadline)
+                if entry is not None:
+                    return await self._answer(call, decision, entry, CacheStatus.COALESCED)
+                # The leader failed: nothing of it is used; look up again, then lead or wait.
+                entry = self._cache.get(decision)
+                if entry is not None:
+                    return await self._answer(call, decision, entry, CacheStatus.EXACT)
+        return await self._complete_miss(call, decision, deadline)
+
+    async def stream(self, call: Call, *, timeout_s: float | None) -> AsyncIterator[StreamItem]:
+        self._check_lane(call)
+        deadline = Deadline(timeout_s)
+        decision = self._cache.decide(call)
+        entry = self._cache.get(decision)
+        if entry is not None:
+            async for item in self._replay(call, decision, entry, CacheStatus.EXACT):
+                yield item
+            return
+        if decision.coalesce:
+            for _ in range(MAX_COALESCE_WAITS):
+                future, leading = self._cache.join(decision)
+                if leading:
+                    stored: Entry | None = None
+                    try:
+                        events = self._stream_miss(call, decision, deadline)
+                        async with contextlib.aclosing(events):
+                            async for item in events:
+                                if isinstance(item, Completion):
+                                    stored = _entry(item)
+                                yield item
+                        return
+                    finally:
+                        self._cache.settle(decision, future, stored)
+                entry = await self._follow(future, deadline)
+                if entry is None:
+                    entry = self._cache.get(decision)
+                    status = CacheStatus.EXACT
+                else:
+                    status = CacheStatus.COALESCED
+                if entry is not None:
+                    async for item in self._replay(call, decision, entry, status):
+                        yield item
+                    return
+        events = self._stream_miss(call, decision, deadline)
+        async with contextlib.aclosing(events):
+            async for item in events:
+                yield item
+
+    # -- response cache -------------------------------------------------------------------
+
+    async def _follow(
+        self, future: asyncio.Future[Entry | None], deadline: Deadline
+    ) -> Entry | None:
+        """Wait for the leader's answer (None: it failed), within the caller's deadline."""
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                "the deadline ran out while waiting for an identical in-flight request "
+                "(single flight) to answer"
+            ) from None
+
+    async def _answer(
+        self, call: Call, decision: CacheDecision, entry: Entry, status: CacheStatus
+    ) -> Completion:
+        """A hit or a coalesced answer: zero cost, recorded as one request on the budgets."""
+        if status is CacheStatus.COALESCED:
+            reason = (
+                f"response cache coalesced: waited for an identical in-flight request "
+                f"(key {decision.short}…)"
+            )
+        else:
+            reason = f"response cache hit (key {decision.short}…)"
+        served = Served(
+            provider=entry.provider,
+            model=entry.model,
+            tier=entry.tier,
+            lane=Lane.INTERACTIVE,
+            route_reason=reason,
+            attempts=0,
+            cache_status=status,
+        )
+        try:
+            touches = await self._guard.record(call.attribution, nanousd=0, tokens=0)
+        except Exception as exc:  # the answer is free: a ledger failure does not take it away
+            _log.error(
+                "budget_record_failed",
+                request_id=call.request_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            touches = ()
+        return Completion(
+            request_id=call.request_id,
+            content=entry.content,
+            stop_reason=entry.stop_reason,
+            served=served,
+            usage=entry.usage,
+            bill=hit_bill(entry.bill),
+            budgets=touches,
+        )
+
+    async def _replay(
+        self, call: Call, decision: CacheDecision, entry: Entry, status: CacheStatus
+    ) -> AsyncIterator[StreamItem]:
+        """A stored answer as a stream: started, one delta per content part, done."""
+        completion = await self._answer(call, decision, entry, status)
+        yield Started(call.request_id, completion.served)
+        for index, part in enumerate(completion.content):
+            if isinstance(part, ToolUsePart):
+                arguments = json.dumps(thaw_json(part.input), separators=(",", ":"))
+                yield ToolUseDelta(index, arguments, id=part.id, name=part.name)
+            else:
+                yield TextDelta(index, part.text)
+        yield completion
+
+    # -- a miss: route, admit, dispatch, price, store, commit -----------------------------
+
+    async def _complete_miss(
+        self, call: Call, decision: CacheDecision, deadline: Deadline
+    ) -> Completion:
+        timeout_s = deadline.remaining()
+        route = resolve(call, self._settings, self._prices)
         plans: dict[Candidate, CachePlan] = {}
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
         try:
@@ -146,7 +310,7 @@ class CompletePipeline:
             await self._guard.release(hold)
             raise
         try:
-            completion = self._completion(call, route, outcome, plans, response)
+            completion = self._completion(call, route, outcome, plans, response, decision)
         except BaseException:
             # Billed but not priced (a bug or a price gap): hold the worst case, never zero.
             await self._guard.commit(
@@ -155,11 +319,14 @@ class CompletePipeline:
                 tokens=worst.tokens,
             )
             raise
+        self._cache.put(decision, _entry(completion))
         return await self._commit(hold, completion)
 
-    async def stream(self, call: Call, *, timeout_s: float | None) -> AsyncIterator[StreamItem]:
-        route = self._route(call)
-        deadline = Deadline(timeout_s)
+    async def _stream_miss(
+        self, call: Call, decision: CacheDecision, deadline: Deadline
+    ) -> AsyncIterator[StreamItem]:
+        timeout_s = deadline.remaining()
+        route = resolve(call, self._settings, self._prices)
         plans: dict[Candidate, CachePlan] = {}
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
         outcome: Outcome | None = None
@@ -172,11 +339,16 @@ class CompletePipeline:
                 async for event in events:
                     if isinstance(event, Outcome):
                         outcome = event
-                        yield Started(call.request_id, self._served(route, outcome, plans))
+                        served = self._served(route, outcome, plans, decision)
+                        yield Started(call.request_id, served)
                     elif isinstance(event, StreamEnd):
                         assert outcome is not None
-                        completion = self._completion(call, route, outcome, plans, event.response)
+                        completion = self._completion(
+                            call, route, outcome, plans, event.response, decision
+                        )
                         settled = True
+                        # Stored only now, complete; a cut stream never gets here.
+                        self._cache.put(decision, _entry(completion))
                         yield await self._commit(hold, completion)
                         return
                     else:
@@ -318,7 +490,7 @@ class CompletePipeline:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def _route(self, call: Call) -> Route:
+    def _check_lane(self, call: Call) -> None:
         lane = call.policy.lane
         if lane is Lane.ASYNC:
             raise NotImplementedYet(
@@ -332,8 +504,6 @@ class CompletePipeline:
                 "the local lane (vLLM spill-over) is not available in this build yet; send "
                 'model "local" to run on the local tier interactively',
             )
-        # Response cache lookup goes here (later issue).
-        return resolve(call, self._settings, self._prices)
 
     def _preparer(self, call: Call, plans: dict[Candidate, CachePlan]) -> Prepare:
         max_tokens = call.params.max_tokens or self._settings.max_tokens_cap(
@@ -359,7 +529,11 @@ class CompletePipeline:
         return self._prices.lookup(candidate.provider, candidate.model, datetime.now(UTC))
 
     def _served(
-        self, route: Route, outcome: Outcome, plans: Mapping[Candidate, CachePlan]
+        self,
+        route: Route,
+        outcome: Outcome,
+        plans: Mapping[Candidate, CachePlan],
+        decision: CacheDecision,
     ) -> Served:
         candidate = outcome.candidate
         reasons = [route.reason]
@@ -376,6 +550,7 @@ class CompletePipeline:
             lane=Lane.INTERACTIVE,
             route_reason="; ".join(reasons),
             attempts=outcome.attempts,
+            cache_status=decision.miss_status,
         )
 
     def _completion(
@@ -385,6 +560,7 @@ class CompletePipeline:
         outcome: Outcome,
         plans: Mapping[Candidate, CachePlan],
         response: ProviderResponse,
+        decision: CacheDecision,
     ) -> Completion:
         price = self._price(outcome.candidate)
         priced = bill(response.usage, price, self._baseline, price_version=self._prices.version)
@@ -393,10 +569,24 @@ class CompletePipeline:
             request_id=call.request_id,
             content=response.content,
             stop_reason=response.stop_reason,
-            served=self._served(route, outcome, plans),
+            served=self._served(route, outcome, plans, decision),
             usage=response.usage,
             bill=priced,
         )
+
+
+def _entry(completion: Completion) -> Entry:
+    """What the response cache stores of an answer (nothing request- or tenant-specific)."""
+    served = completion.served
+    return Entry(
+        content=completion.content,
+        stop_reason=completion.stop_reason,
+        usage=completion.usage,
+        provider=served.provider,
+        model=served.model,
+        tier=served.tier,
+        bill=completion.bill,
+    )
 
 
 def _tier_route(settings: Settings, tier: Tier) -> Route:

@@ -13,7 +13,11 @@ Savings by lever:
 * ``routing``        = ``baseline - uncached``: what choosing this model instead of the
   baseline saved on the same tokens;
 * ``prompt_caching`` = ``uncached - cost``: what provider prompt caching saved;
-* the response cache, batching and local-tier levers are 0 until their stages exist;
+* ``response_cache`` is 0 on a call that reached a provider; a response-cache hit (or an
+  answer coalesced onto an identical in-flight call) costs 0 and reports the original call's
+  cost here, keeping the original baseline and other levers
+  (``pipeline.response_cache.hit_bill``), so ``total`` is still ``baseline - cost``;
+* the batching and local-tier levers are 0 until their stages exist;
 * ``total``          = ``baseline - cost`` = the sum of the levers, exactly (each figure is
   rounded once from exact integer arithmetic, and the two differences telescope).
 

@@ -16,6 +16,7 @@ from skinflint.pipeline.budget_guard import Budget, Touch
 from skinflint.pipeline.budgets import BudgetAction, BudgetSpec, BudgetWindow
 from skinflint.pipeline.complete import Completion, Served, Started, StreamItem
 from skinflint.pipeline.pricing import Savings
+from skinflint.pipeline.response_cache import CacheStatus
 from skinflint.providers.base import Content, StopReason, TextDelta, ToolUseDelta
 from skinflint.v1 import skinflint_pb2 as pb
 
@@ -34,6 +35,12 @@ _TIERS = {
     Tier.MID: pb.TIER_MID,
     Tier.FRONTIER: pb.TIER_FRONTIER,
 }
+_CACHE_STATUSES = {
+    CacheStatus.MISS: pb.CACHE_STATUS_MISS,
+    CacheStatus.EXACT: pb.CACHE_STATUS_EXACT,
+    CacheStatus.COALESCED: pb.CACHE_STATUS_COALESCED,
+    CacheStatus.BYPASS: pb.CACHE_STATUS_BYPASS,
+}
 _LANES = {
     Lane.INTERACTIVE: pb.LANE_INTERACTIVE,
     Lane.ASYNC: pb.LANE_ASYNC,
@@ -42,14 +49,12 @@ _LANES = {
 
 
 def served_by(served: Served) -> pb.ServedBy:
-    # The response cache is not built yet: every answer comes from a provider without a
-    # lookup, which the contract calls BYPASS (not MISS, which would claim a lookup).
     return pb.ServedBy(
         provider=served.provider,
         model=served.model,
         tier=_TIERS[served.tier] if served.tier is not None else pb.TIER_UNSPECIFIED,
         lane=_LANES[served.lane],
-        cache_status=pb.CACHE_STATUS_BYPASS,
+        cache_status=_CACHE_STATUSES[served.cache_status],
         route_reason=served.route_reason,
         attempts=served.attempts,
     )
