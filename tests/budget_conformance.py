@@ -516,13 +516,24 @@ async def check_sigkill_loses_no_spend(make_store: StoreFactory, workers: int = 
         await asyncio.wait_for(asyncio.to_thread(read_until, 150), timeout=60)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        rest, err = await asyncio.to_thread(proc.communicate, None, 30)
+        # Read the rest through the same file objects: `communicate` reads the raw pipes and
+        # would drop what the line iterator above had already buffered.
+        with proc.stdout, proc.stderr:
+            rest = await asyncio.to_thread(proc.stdout.read)
+            err = await asyncio.to_thread(proc.stderr.read)
+        await asyncio.to_thread(proc.wait, 30)
     lines += [ln.strip() for ln in rest.splitlines()]
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, err[-2000:])
     assert lines and lines[0] == "P", (lines[:3], err[-2000:])
     intents = {ln[2:] for ln in lines if ln.startswith("I ")}
     confirmed = {ln[2:] for ln in lines if ln.startswith("C ")}
-    assert confirmed <= intents and len(confirmed) >= 150
+    assert confirmed <= intents and len(confirmed) >= 150, (
+        len(confirmed),
+        len(intents),
+        sum(ln.startswith("C ") for ln in lines),
+        lines[-5:],
+        err[-1000:],
+    )
     in_flight = len(intents - confirmed)  # sent, maybe applied, not reported: at most one each
     assert in_flight <= workers
 

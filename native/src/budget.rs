@@ -41,24 +41,21 @@
 //!
 //! # Environments and durability
 //!
-//! As for the response cache: one environment per canonical directory per process
-//! (registry), refused in a forked child (open the ledger again there), read transactions
-//! without thread-local storage. The directory must not also hold a response cache.
-//! `durable = false` opens with `MDB_NOSYNC`: a process crash (`kill -9`) loses nothing,
-//! since the OS has the pages; an OS crash or power loss may lose the last transactions.
-//! `durable = true` syncs every commit to disk. The map is [`MAP_SIZE`] (sparse); when it is
-//! full the operation fails (nothing is ever evicted from a ledger).
+//! As for the response cache (both go through `env.rs`): one environment per canonical
+//! directory per process (registry), refused in a forked child (open the ledger again
+//! there), read transactions without thread-local storage. The directory must not also
+//! hold a response cache. `durable = false` opens with `MDB_NOSYNC`: a process crash
+//! (`kill -9`) loses nothing, since the OS has the pages; an OS crash or power loss may lose
+//! the last transactions. `durable = true` syncs every commit to disk. The map is
+//! [`MAP_SIZE`] (sparse); when it is full the operation fails (nothing is ever evicted from
+//! a ledger).
 
-use std::cell::UnsafeCell;
-use std::collections::HashMap;
-use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Once, Weak};
+use std::sync::Arc;
 
-use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+use heed::{MdbError, RwTxn};
 
+use crate::env::{self, Db};
 use crate::error::{CoreError, Result};
 
 /// The format byte leading every value.
@@ -76,8 +73,6 @@ pub const MAX_ID_LEN: usize = 256;
 
 const WINDOW_LEN: usize = 1 + 6 * 8;
 const FLAG_RELEASED: u8 = 1;
-
-type Db = Database<'static, Bytes, Bytes>;
 
 /// What one reservation asks of one budget window (see `Charge` in `base.py`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,133 +319,23 @@ fn merge_window_end(a: u64, b: u64) -> u64 {
 
 // -- environments -------------------------------------------------------------------------
 
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-fn watch_forks() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a handler that only increments an atomic.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        }
-    });
-}
-
-struct LedgerEnv {
-    /// Closed in `Drop` or, in a forked child, by `close_in_forked_child`.
-    env: UnsafeCell<ManuallyDrop<Env<WithoutTls>>>,
-    closed: AtomicBool,
-    generation: u64,
+/// The ledger's databases (per environment, see [`env::SharedEnv`]).
+struct LedgerDbs {
     windows: Db,
     reservations: Db,
     expiry: Db,
     specs: Db,
-    dir: PathBuf,
-    synced: bool,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<LedgerEnv>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<LedgerEnv>>> {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// SAFETY: the `UnsafeCell` is only written by `close_in_forked_child`, when no reference into
-// it can exist; otherwise `Env` is `Sync` and only read.
-unsafe impl Sync for LedgerEnv {}
-
-impl Drop for LedgerEnv {
-    fn drop(&mut self) {
-        let mut reg = registry();
-        if reg.get(&self.dir).is_some_and(|w| w.strong_count() == 0) {
-            reg.remove(&self.dir);
-        }
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            // SAFETY: `drop` has exclusive access; `closed` guarantees a single close.
-            unsafe { ManuallyDrop::drop(self.env.get_mut()) };
-        }
-    }
-}
-
-impl LedgerEnv {
-    fn env(&self) -> Result<&Env<WithoutTls>> {
-        if self.generation != FORK_GENERATION.load(Ordering::Relaxed)
-            || self.closed.load(Ordering::Acquire)
-        {
-            return Err(CoreError::budget(
-                &self.dir,
-                "this handle was opened before fork(); an LMDB environment cannot cross a \
-                 fork. Open a new BudgetLedger in this process",
-            ));
-        }
-        // SAFETY: not closed; closing only happens in a forked child, refused above.
-        Ok(unsafe { &**self.env.get() })
-    }
-
-    /// # Safety
-    /// Only in a forked child (stale generation), with the registry lock held.
-    unsafe fn close_in_forked_child(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            // SAFETY: see the function's contract.
-            unsafe { ManuallyDrop::drop(&mut *self.env.get()) };
-        }
-    }
-
-    fn open(dir: PathBuf, durable: bool) -> Result<LedgerEnv> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| CoreError::budget(&dir, format!("{what}: {e}"));
-        let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(MAP_SIZE).max_dbs(4).max_readers(512);
-        if !durable {
-            // SAFETY: NO_SYNC only trades durability on OS crash (module docs).
-            unsafe {
-                options.flags(EnvFlags::NO_SYNC);
-            }
-        }
-        // SAFETY: opened once per process (registry), never with NO_LOCK, files only
-        // modified through LMDB.
-        let env =
-            unsafe { options.open(&dir) }.map_err(|e| fail("cannot open LMDB environment", &e))?;
-        env.clear_stale_readers()
-            .map_err(|e| fail("cannot clear stale readers", &e))?;
-        let wtxn = env
-            .write_txn()
-            .map_err(|e| fail("cannot begin write transaction", &e))?;
-        let (windows, reservations, expiry, specs) = env
-            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                let w = dbo.create_database::<Bytes, Bytes>(wtxn, Some("windows"))?;
-                let r = dbo.create_database::<Bytes, Bytes>(wtxn, Some("reservations"))?;
-                let e = dbo.create_database::<Bytes, Bytes>(wtxn, Some("expiry"))?;
-                let s = dbo.create_database::<Bytes, Bytes>(wtxn, Some("specs"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((w, r, e, s)))
-            })
-            .map_err(|e| fail("cannot create databases", &e))?
-            .commit()
-            .ok_or_else(|| fail("cannot create databases", &"aborted"))?;
-        Ok(LedgerEnv {
-            env: UnsafeCell::new(ManuallyDrop::new(env)),
-            closed: AtomicBool::new(false),
-            generation: FORK_GENERATION.load(Ordering::Relaxed),
-            windows,
-            reservations,
-            expiry,
-            specs,
-            dir,
-            synced: durable,
-        })
-    }
-}
-
-const MAX_CLOSE_WAITS: u32 = 100_000;
+static LEDGERS: env::Store<LedgerDbs> = env::Store::new(
+    "BudgetLedger",
+    |dir, message| CoreError::budget(dir, message),
+    "",
+);
 
 /// A handle on a budget ledger directory (see the module docs).
 pub struct BudgetLedger {
-    shared: Arc<LedgerEnv>,
+    shared: Arc<env::SharedEnv<LedgerDbs>>,
     path: PathBuf,
     durable: bool,
 }
@@ -516,40 +401,19 @@ impl BudgetLedger {
     /// Opens (creating it if needed) the ledger in directory `path`.
     pub fn open(path: impl AsRef<Path>, durable: bool) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        std::fs::create_dir_all(&path)
-            .map_err(|e| CoreError::budget(&path, format!("cannot create the directory: {e}")))?;
-        let dir = std::fs::canonicalize(&path)
-            .map_err(|e| CoreError::budget(&path, format!("cannot resolve the directory: {e}")))?;
-        watch_forks();
-        let mut inherited_from_parent = None;
-        let mut waits = 0u32;
-        let shared = loop {
-            let mut reg = registry();
-            let entry = reg.get(&dir);
-            let existing = entry.and_then(Weak::upgrade);
-            if existing.is_none() && entry.is_some() && waits < MAX_CLOSE_WAITS {
-                // The last handle is being dropped on another thread; let its close finish.
-                drop(reg);
-                waits += 1;
-                std::thread::yield_now();
-                continue;
-            }
-            let current = FORK_GENERATION.load(Ordering::Relaxed);
-            break match existing {
-                Some(shared) if shared.generation == current => shared,
-                stale => {
-                    if let Some(inherited) = stale {
-                        // SAFETY: stale generation = forked child; registry lock held.
-                        unsafe { inherited.close_in_forked_child() };
-                        inherited_from_parent = Some(inherited);
-                    }
-                    let shared = Arc::new(LedgerEnv::open(dir.clone(), durable)?);
-                    reg.insert(dir.clone(), Arc::downgrade(&shared));
-                    shared
-                }
-            };
+        let options = env::Options {
+            databases: ["windows", "reservations", "expiry", "specs"],
+            map_size: MAP_SIZE,
+            durable,
         };
-        drop(inherited_from_parent);
+        let shared = LEDGERS.open(&path, options, |[windows, reservations, expiry, specs]| {
+            LedgerDbs {
+                windows,
+                reservations,
+                expiry,
+                specs,
+            }
+        })?;
         Ok(BudgetLedger {
             shared,
             path,
@@ -567,7 +431,7 @@ impl BudgetLedger {
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
-        CoreError::budget(&self.shared.dir, format!("{what}: {e}"))
+        self.shared.err(what, e)
     }
 
     fn h<T>(&self, r: heed::Result<T>) -> Result<T> {
@@ -598,7 +462,7 @@ impl BudgetLedger {
                     ),
                     e => self.err("commit failed", e),
                 })?;
-                if self.durable && !s.synced {
+                if self.durable && !s.synced() {
                     self.h(s.env()?.force_sync())?;
                 }
                 Ok(r)
@@ -1090,6 +954,7 @@ fn doomed_key(window_key: &[u8], prefix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     const T0: u64 = 1_700_000_000_000;
     const TTL: u64 = 10_000;

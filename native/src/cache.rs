@@ -17,11 +17,12 @@
 //!
 //! # Environments
 //!
-//! LMDB must not be opened twice in one process, so a process-wide registry maps each
-//! canonical directory to one shared environment; every [`ResponseCache`] on that directory
-//! shares it, with its hit/miss/expired counters. The environment closes when the last
-//! handle goes. Other processes open the same files; LMDB's lock file coordinates them.
-//! Read transactions do not use thread-local storage (`MDB_NOTLS`), so any thread may read.
+//! LMDB must not be opened twice in one process, so a process-wide registry (`env.rs`,
+//! shared with the budget ledger) maps each canonical directory to one shared environment;
+//! every [`ResponseCache`] on that directory shares it, with its hit/miss/expired counters.
+//! The environment closes when the last handle goes. Other processes open the same files;
+//! LMDB's lock file coordinates them. Read transactions do not use thread-local storage
+//! (`MDB_NOTLS`), so any thread may read.
 //!
 //! The map size is `max(2 * max_bytes + 32 MiB, 64 MiB)` rounded up to a multiple of 64 KiB
 //! (a multiple of every common page size): twice the bound leaves room for LMDB's
@@ -42,20 +43,17 @@
 //! handles of both kinds share one environment, the first opener's flags apply and durable
 //! handles flush after each of their writes.
 
-use std::cell::UnsafeCell;
-use std::collections::HashMap;
-use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Once, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::io::Write as _;
 
-use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+use heed::{MdbError, RwTxn};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 
+use crate::env::{self, Db};
 use crate::error::{CoreError, Result};
 
 /// Size of the value header.
@@ -76,8 +74,6 @@ const MAX_PENDING: usize = 1024;
 const META_BYTES: &[u8] = b"bytes";
 const META_ENTRIES: &[u8] = b"entries";
 const META_EVICTIONS: &[u8] = b"evictions";
-
-type Db = Database<'static, Bytes, Bytes>;
 
 /// The map size used for `max_bytes` (see the module docs).
 pub fn map_size_for(max_bytes: u64) -> u64 {
@@ -167,42 +163,12 @@ struct Counters {
     evictions: u64,
 }
 
-/// Bumped in the child after every `fork()` (see [`SharedEnv::env`]).
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn after_fork_in_child() {
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-fn watch_forks() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a handler that only increments an atomic.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        }
-    });
-}
-
-/// One opened environment, shared by every handle on its directory in this process.
-///
-/// An LMDB environment must not be used across `fork()`: in a forked child every handle
-/// inherited from the parent refuses to work (`CacheError`), and opening the directory
-/// again closes the inherited environment (only the child's copy of its mappings and file
-/// descriptors) and opens a fresh one.
-struct SharedEnv {
-    /// Closed in `Drop` (under the registry lock) or, in a forked child, by
-    /// [`SharedEnv::close_in_forked_child`]. Only reached through [`SharedEnv::env`].
-    env: UnsafeCell<ManuallyDrop<Env<WithoutTls>>>,
-    closed: AtomicBool,
-    /// [`FORK_GENERATION`] when opened.
-    generation: u64,
+/// What the cache keeps per environment (see [`env::SharedEnv`]): its databases and this
+/// process's lookup counters.
+struct CacheState {
     entries: Db,
     order: Db,
     meta: Db,
-    dir: PathBuf,
-    /// Opened without `MDB_NOSYNC`.
-    synced: bool,
     hits: AtomicU64,
     misses: AtomicU64,
     expired: AtomicU64,
@@ -211,141 +177,15 @@ struct SharedEnv {
     has_pending: AtomicBool,
 }
 
-static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<SharedEnv>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+type SharedEnv = env::SharedEnv<CacheState>;
 
-fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<SharedEnv>>> {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
+static CACHES: env::Store<CacheState> = env::Store::new(
+    "ResponseCache",
+    |dir, message| CoreError::cache(dir, message),
+    " (if it is corrupt, delete the directory; the cache is rebuilt)",
+);
 
-// SAFETY: the `UnsafeCell` is only written by `close_in_forked_child`, when no reference
-// into it can exist (see there); otherwise `Env` is `Sync` and only read.
-unsafe impl Sync for SharedEnv {}
-
-impl Drop for SharedEnv {
-    fn drop(&mut self) {
-        // Close the environment while holding the registry lock, so a concurrent open of the
-        // same directory cannot race with LMDB's close (heed refuses a second open).
-        let mut reg = registry();
-        if reg.get(&self.dir).is_some_and(|w| w.strong_count() == 0) {
-            reg.remove(&self.dir);
-        }
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            // SAFETY: `drop` has exclusive access; `closed` guarantees a single close.
-            unsafe { ManuallyDrop::drop(self.env.get_mut()) };
-        }
-    }
-}
-
-impl SharedEnv {
-    /// The environment, unless this process is a fork of the one that opened it.
-    #[inline]
-    fn env(&self) -> Result<&Env<WithoutTls>> {
-        if self.generation != FORK_GENERATION.load(Ordering::Relaxed)
-            || self.closed.load(Ordering::Acquire)
-        {
-            return Err(CoreError::cache(
-                &self.dir,
-                "this handle was opened before fork(); an LMDB environment cannot cross a \
-                 fork. Open a new ResponseCache in this process",
-            ));
-        }
-        // SAFETY: not closed, and closing only happens in a forked child, where the
-        // generation check above already refused (so no reference handed out here is alive
-        // when it closes).
-        Ok(unsafe { &**self.env.get() })
-    }
-
-    /// Closes the environment inherited from the parent process.
-    ///
-    /// # Safety
-    /// Only in a forked child (`generation` is stale), where [`SharedEnv::env`] refuses, so no
-    /// reference into `env` exists; the caller holds the registry lock.
-    unsafe fn close_in_forked_child(&self) {
-        debug_assert_ne!(self.generation, FORK_GENERATION.load(Ordering::Relaxed));
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            // SAFETY: see the function's contract.
-            unsafe { ManuallyDrop::drop(&mut *self.env.get()) };
-        }
-    }
-
-    fn read_txn(&self) -> Result<heed::RoTxn<'_, WithoutTls>> {
-        self.env()?
-            .read_txn()
-            .map_err(|e| self.err("cannot begin read transaction", e))
-    }
-
-    fn write_txn(&self) -> Result<RwTxn<'_>> {
-        self.env()?
-            .write_txn()
-            .map_err(|e| self.err("cannot begin write transaction", e))
-    }
-
-    fn map_size(&self) -> usize {
-        self.env().map(|env| env.info().map_size).unwrap_or(0)
-    }
-
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> CoreError {
-        CoreError::cache(&self.dir, format!("{what}: {e}"))
-    }
-
-    fn open(dir: PathBuf, map_size: u64, durable: bool) -> Result<SharedEnv> {
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| CoreError::cache(&dir, format!("{what}: {e}"));
-        let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options
-            .map_size(usize::try_from(map_size).unwrap_or(usize::MAX & !(MAP_ALIGN as usize - 1)))
-            .max_dbs(4)
-            .max_readers(512);
-        if !durable {
-            // SAFETY: NO_SYNC only trades durability on OS crash (documented above); it does
-            // not affect memory safety.
-            unsafe {
-                options.flags(EnvFlags::NO_SYNC);
-            }
-        }
-        // SAFETY: the environment is opened once per process (registry), never with
-        // NO_LOCK, and its files are only modified through LMDB.
-        let env = unsafe { options.open(&dir) }.map_err(|e| {
-            fail(
-                "cannot open LMDB environment (if it is corrupt, delete the directory; \
-                 the cache is rebuilt)",
-                &e,
-            )
-        })?;
-        // Reader slots of crashed processes would otherwise pin old pages forever.
-        env.clear_stale_readers()
-            .map_err(|e| fail("cannot clear stale readers", &e))?;
-        let wtxn = env
-            .write_txn()
-            .map_err(|e| fail("cannot begin write transaction", &e))?;
-        let (entries, order, meta) = env
-            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
-                let entries = dbo.create_database::<Bytes, Bytes>(wtxn, Some("entries"))?;
-                let order = dbo.create_database::<Bytes, Bytes>(wtxn, Some("order"))?;
-                let meta = dbo.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((entries, order, meta)))
-            })
-            .map_err(|e| fail("cannot create databases", &e))?
-            .commit()
-            .ok_or_else(|| fail("cannot create databases", &"aborted"))?;
-        Ok(SharedEnv {
-            env: UnsafeCell::new(ManuallyDrop::new(env)),
-            closed: AtomicBool::new(false),
-            generation: FORK_GENERATION.load(Ordering::Relaxed),
-            entries,
-            order,
-            meta,
-            synced: durable,
-            dir,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            expired: AtomicU64::new(0),
-            pending: Mutex::new(Vec::new()),
-            has_pending: AtomicBool::new(false),
-        })
-    }
-
+impl CacheState {
     fn note_pending(&self, key: &[u8]) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() < MAX_PENDING && !pending.iter().any(|k| k == key) {
@@ -439,10 +279,6 @@ impl SharedEnv {
     }
 }
 
-/// How many times an open yields to a concurrent close of the same directory before it
-/// gives up waiting (each wait is one `yield_now`; the close itself takes microseconds).
-const MAX_CLOSE_WAITS: u32 = 100_000;
-
 /// A handle on a response cache directory (see the module docs).
 pub struct ResponseCache {
     shared: Arc<SharedEnv>,
@@ -497,47 +333,24 @@ impl ResponseCache {
                 "max_bytes must be > 0 (the size bound of the cache, in bytes)".into(),
             ));
         }
-        std::fs::create_dir_all(&path)
-            .map_err(|e| CoreError::cache(&path, format!("cannot create the directory: {e}")))?;
-        let dir = std::fs::canonicalize(&path)
-            .map_err(|e| CoreError::cache(&path, format!("cannot resolve the directory: {e}")))?;
-        watch_forks();
-        // Dropped only after the registry lock is released (its `Drop` takes that lock).
-        let mut inherited_from_parent = None;
-        let mut waits = 0u32;
-        let shared = loop {
-            let mut reg = registry();
-            let entry = reg.get(&dir);
-            let existing = entry.and_then(Weak::upgrade);
-            if existing.is_none() && entry.is_some() && waits < MAX_CLOSE_WAITS {
-                // The last handle was just dropped on another thread and its `Drop` (which
-                // closes the environment under this lock) has not run yet: heed would refuse
-                // a second open until it has, so let it finish first.
-                drop(reg);
-                waits += 1;
-                std::thread::yield_now();
-                continue;
-            }
-            let current = FORK_GENERATION.load(Ordering::Relaxed);
-            break match existing {
-                Some(shared) if shared.generation == current => shared,
-                stale => {
-                    if let Some(inherited) = stale {
-                        // SAFETY: a stale generation means this is a forked child; the
-                        // registry lock is held.
-                        unsafe { inherited.close_in_forked_child() };
-                        inherited_from_parent = Some(inherited);
-                    }
-                    let map_size = map_size
-                        .checked_next_multiple_of(MAP_ALIGN)
-                        .unwrap_or(u64::MAX / MAP_ALIGN * MAP_ALIGN);
-                    let shared = Arc::new(SharedEnv::open(dir.clone(), map_size, durable)?);
-                    reg.insert(dir.clone(), Arc::downgrade(&shared));
-                    shared
-                }
-            };
+        let map_size = map_size
+            .checked_next_multiple_of(MAP_ALIGN)
+            .unwrap_or(u64::MAX / MAP_ALIGN * MAP_ALIGN);
+        let options = env::Options {
+            databases: ["entries", "order", "meta"],
+            map_size: usize::try_from(map_size).unwrap_or(usize::MAX & !(MAP_ALIGN as usize - 1)),
+            durable,
         };
-        drop(inherited_from_parent);
+        let shared = CACHES.open(&path, options, |[entries, order, meta]| CacheState {
+            entries,
+            order,
+            meta,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+        })?;
         Ok(ResponseCache {
             shared,
             path,
@@ -553,7 +366,7 @@ impl ResponseCache {
 
     /// The canonical directory (the registry key).
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        self.shared.dir()
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -655,7 +468,7 @@ impl ResponseCache {
     }
 
     fn flush_if_durable(&self) -> Result<()> {
-        if self.durable && !self.shared.synced {
+        if self.durable && !self.shared.synced() {
             self.sync()?;
         }
         Ok(())

@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod cache;
 pub mod canon;
+mod env;
 pub mod error;
 pub mod key;
 pub mod prefix;
