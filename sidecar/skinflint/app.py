@@ -15,6 +15,8 @@ made-up answer. Callers only reach them after their request has been fully valid
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -34,17 +36,20 @@ from skinflint.errors import (
     StorageError,
     native_errors,
 )
+from skinflint.ledger import Ledger, record_of
 from skinflint.logs import get_logger
 from skinflint.pipeline.budget_guard import Budget, BudgetGuard
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
 from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
 from skinflint.pipeline.dispatch import Dispatcher
+from skinflint.pipeline.history import History
 from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
+from skinflint.telemetry import Telemetry
 
 _log = get_logger("app")
 _VALID = "the request was valid"
@@ -62,8 +67,15 @@ class App:
         prices: PriceTable | None = None,
         providers: Mapping[str, Provider] | None = None,
         budget_store: BudgetStore | None = None,
+        telemetry: Telemetry | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
+        #: Spans and metrics (``telemetry``); the no-op API unless ``telemetry.exporter`` is set.
+        self.telemetry = telemetry if telemetry is not None else Telemetry.disabled()
+        #: The spend ledger (None: ``ledger.enabled: false``); also the History of past calls.
+        self.ledger = ledger
+        self.history: History | None = ledger
         self.rule_sets = rule_sets
         self._cache: _native.ResponseCache | None = cache
         self.prices = prices if prices is not None else compile_price_table(settings)
@@ -78,7 +90,9 @@ class App:
             settings.dispatch,
         )
         store = budget_store if budget_store is not None else open_budget_store(settings)
-        self.budgets = BudgetGuard(store, seed=settings.budgets.seed)
+        self.budgets = BudgetGuard(
+            store, seed=settings.budgets.seed, meter_provider=self.telemetry.meter_provider
+        )
         self._complete = CompletePipeline(
             settings,
             self.prices,
@@ -125,7 +139,16 @@ class App:
             rule_sets=sorted(rule_sets),
         )
         store = open_budget_store(settings)
-        return cls(settings, rule_sets, cache, prices=prices, budget_store=store)
+        ledger = _open_ledger(settings, data_dir)
+        return cls(
+            settings,
+            rule_sets,
+            cache,
+            prices=prices,
+            budget_store=store,
+            telemetry=Telemetry.from_config(settings.telemetry),
+            ledger=ledger,
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -153,6 +176,9 @@ class App:
     def close(self) -> None:
         """Flush and release resources; safe to call twice (provider clients: ``aclose``)."""
         cache, self._cache = self._cache, None
+        if self.ledger is not None:
+            self.ledger.close()
+        self.telemetry.shutdown()
         if cache is not None:
             with native_errors(f"flushing the response cache at {cache.path}"):
                 cache.sync()
@@ -180,14 +206,35 @@ class App:
             DeadlineExceeded: the time ran out first.
             InvalidArgument: the model is unknown, or the provider rejected the request.
         """
-        return await self._complete.complete(call, timeout_s=timeout_s)
+        with self.telemetry.observe("skinflint.complete", call) as observation:
+            completion = await self._complete.complete(call, timeout_s=timeout_s)
+            observation.completion = completion
+            self._record(call, completion, stream=False)
+            return completion
 
     def complete_stream(
         self, call: Call, *, timeout_s: float | None = None
     ) -> AsyncIterator[StreamItem]:
         """As ``complete``, as ``Started``, deltas, then the ``Completion``; a stream cut
         after content was sent raises (``StreamBroken``), never ends quietly."""
-        return self._complete.stream(call, timeout_s=timeout_s)
+        return self._observed_stream(call, timeout_s)
+
+    async def _observed_stream(
+        self, call: Call, timeout_s: float | None
+    ) -> AsyncIterator[StreamItem]:
+        with self.telemetry.observe("skinflint.complete_stream", call) as observation:
+            items = self._complete.stream(call, timeout_s=timeout_s)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    if isinstance(item, Completion):
+                        observation.completion = item
+                        self._record(call, item, stream=True)
+                    yield item
+
+    def _record(self, call: Call, completion: Completion, *, stream: bool) -> None:
+        """The ledger's record of a finished call (queued: the writer thread commits it)."""
+        if self.ledger is not None:
+            self.ledger.append(record_of(call, completion, stream=stream))
 
     async def estimate(self, call: Call) -> NoReturn:
         raise NotImplementedYet(
@@ -244,3 +291,21 @@ class App:
             "cost projection is not available in this build yet (it needs the price table "
             f"and lands with the projection issue); {_VALID}",
         )
+
+
+def _open_ledger(settings: Settings, data_dir: Path) -> Ledger | None:
+    """The spend ledger in the data dir, or None when ``ledger.enabled`` is false."""
+    if not settings.ledger.enabled:
+        return None
+    try:
+        return Ledger.open(data_dir, retention_days=settings.ledger.retention_days)
+    except sqlite3.Error as exc:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "ledger",
+                    f"cannot open the spend ledger in {data_dir}: {exc}",
+                    "point data_dir at a writable local directory, or set ledger.enabled: false",
+                )
+            ]
+        ) from exc

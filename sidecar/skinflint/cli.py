@@ -1,4 +1,4 @@
-"""The ``skinflint`` command: ``serve``, ``version``, ``config check`` and ``budget``.
+"""The ``skinflint`` command: ``serve``, ``version``, ``config check``, ``budget`` and ``report``.
 
 ``skinflint budget get|set|list|delete`` talks gRPC to a running sidecar (``--address``,
 default 127.0.0.1:50051) and prints rich tables (``--json`` for scripts); a failed RPC exits 1
@@ -357,3 +357,87 @@ def budget_delete(
         typer.echo(f"skinflint: no budget {budget_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"deleted budget {budget_id}")
+
+
+# ---------------------------------------------------------------------------------------------
+# skinflint report: spend, baseline and savings from the ledger in the data dir
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option(help="Start: a duration back from now (30m, 24h, 7d, 2w) or an ISO date.")
+    ] = "30d",
+    by: Annotated[
+        str, typer.Option(help="Group by feature | team | tenant | model | tier | lane.")
+    ] = "feature",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (exact nano-USD) instead of tables.")
+    ] = False,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Also write an HTML page with charts here.")
+    ] = None,
+    png_path: Annotated[
+        Path | None, typer.Option("--png", help="Also write the charts as a PNG here.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=NAMED_OVERRIDES["data_dir"].env, help="Data directory [./skinflint-data]."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Spend, requests, baseline and savings by lever from the ledger, with top spenders."""
+    import json
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from skinflint.ledger import FILENAME
+    from skinflint.reporting.report import GroupBy, build_report, parse_since, report_json
+
+    settings = _load(ctx, config, {"data_dir": _from_command_line(ctx, "data_dir", data_dir)})
+    try:
+        group = GroupBy(by)
+    except ValueError:
+        choices = " | ".join(g.value for g in GroupBy)
+        typer.echo(f"skinflint: --by {by!r}: use one of {choices}", err=True)
+        raise typer.Exit(1) from None
+    now = datetime.now(UTC)
+    try:
+        start = parse_since(since, now)
+    except ValueError as exc:
+        typer.echo(f"skinflint: {exc}", err=True)
+        raise typer.Exit(1) from None
+    path = settings.data_dir / FILENAME
+    if not path.is_file():
+        typer.echo(
+            f"skinflint: no ledger at {path}: the sidecar writes it while serving "
+            "(ledger.enabled); pass --data-dir to read another one",
+            err=True,
+        )
+        raise typer.Exit(1)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        result = build_report(conn, since=start, until=now, by=group)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(json.dumps(report_json(result), indent=2))
+    else:
+        from skinflint.reporting.render import print_report
+
+        print_report(result, Console())
+    if html_path is not None or png_path is not None:
+        from skinflint.reporting.charts import charts_png
+        from skinflint.reporting.render import report_html
+
+        png = charts_png(result)
+        if png_path is not None:
+            png_path.write_bytes(png)
+        if html_path is not None:
+            html_path.write_text(report_html(result, png), encoding="utf-8")

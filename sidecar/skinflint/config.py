@@ -238,6 +238,32 @@ class LoggingConfig(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class TelemetryConfig(_Section):
+    """OpenTelemetry traces and metrics (``skinflint.telemetry``); off unless an exporter is set."""
+
+    #: ``none`` (no SDK, no cost) | ``console`` (stdout) | ``otlp_grpc`` | ``otlp_http``.
+    exporter: Literal["none", "console", "otlp_grpc", "otlp_http"] = "none"
+    #: The collector; None = the exporter's default (localhost:4317 / :4318, or OTEL_* env).
+    endpoint: str | None = None
+    #: Extra headers on every export (an API key for a hosted collector goes here).
+    headers: FrozenMap[str] = Field(default_factory=dict)
+    #: Plain-text gRPC to the collector (otlp_grpc only); false = TLS.
+    insecure: bool = True
+    service_name: str = Field("skinflint", min_length=1, max_length=256)
+    #: How often metrics are exported (seconds).
+    metric_interval_s: float = Field(60.0, gt=0, le=3600)
+    #: Put prompt and answer text on spans (``gen_ai.input.messages``/``output.messages``).
+    capture_content: bool = False
+
+
+class LedgerConfig(_Section):
+    """The spend ledger (``skinflint.ledger``): one SQLite record per finished call."""
+
+    enabled: bool = True
+    #: Records older than this are pruned (at start and hourly).
+    retention_days: int = Field(90, ge=1, le=3660)
+
+
 class Settings(_Section):
     """The whole configuration; built by ``load_settings``, immutable afterwards."""
 
@@ -259,6 +285,8 @@ class Settings(_Section):
     default_max_tokens: int = Field(4096, ge=1, le=1_000_000)
     budgets: BudgetsConfig = BudgetsConfig()
     logging: LoggingConfig = LoggingConfig()
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    ledger: LedgerConfig = LedgerConfig()
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -926,12 +954,14 @@ __all__ = [
     "CacheConfig",
     "DispatchConfig",
     "FeatureConfig",
+    "LedgerConfig",
     "LoggingConfig",
     "PricesConfig",
     "PromptCacheConfig",
     "RuleSetConfig",
     "ServerConfig",
     "Settings",
+    "TelemetryConfig",
     "TiersConfig",
     "builtin_rule_set_names",
     "compile_price_table",

@@ -19,6 +19,7 @@ from skinflint.errors import InternalError, SkinflintError
 from skinflint.logs import get_logger
 from skinflint.transports.grpc import convert, responses
 from skinflint.transports.grpc.status import to_grpc_status
+from skinflint.transports.grpc.tracing import caller_trace
 from skinflint.v1 import skinflint_pb2 as pb
 from skinflint.v1 import skinflint_pb2_grpc as pb_grpc
 
@@ -36,7 +37,7 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: Context
     ) -> AsyncIterator[pb.CompleteStreamEvent]:
-        async with _errors(context, "CompleteStream"):
+        async with _errors(context, "CompleteStream"), _traced(context):
             convert.check_request_size(request, self._limit)
             call = convert.to_call(request)
             items = self._app.complete_stream(call, timeout_s=context.time_remaining())
@@ -45,46 +46,46 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
                     yield responses.stream_event(item)
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
-        async with _errors(context, "Complete"):
+        async with _errors(context, "Complete"), _traced(context):
             convert.check_request_size(request, self._limit)
             call = convert.to_call(request)
             result = await self._app.complete(call, timeout_s=context.time_remaining())
             return responses.complete_response(result)
 
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
-        async with _errors(context, "Estimate"):
+        async with _errors(context, "Estimate"), _traced(context, self._app, "estimate"):
             convert.check_request_size(request, self._limit)
             return await self._app.estimate(convert.to_estimate_call(request))
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.Job:
-        async with _errors(context, "Submit"):
+        async with _errors(context, "Submit"), _traced(context, self._app, "submit"):
             convert.check_request_size(request, self._limit)
             return await self._app.submit(convert.to_submission(request))
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.Job:
-        async with _errors(context, "GetJob"):
+        async with _errors(context, "GetJob"), _traced(context, self._app, "get_job"):
             convert.check_request_size(request, self._limit)
             return await self._app.get_job(convert.to_job_id(request))
 
     async def CancelJob(self, request: pb.CancelJobRequest, context: Context) -> pb.Job:
-        async with _errors(context, "CancelJob"):
+        async with _errors(context, "CancelJob"), _traced(context, self._app, "cancel_job"):
             convert.check_request_size(request, self._limit)
             return await self._app.cancel_job(convert.to_job_id(request))
 
     async def GetBudget(self, request: pb.GetBudgetRequest, context: Context) -> pb.Budget:
-        async with _errors(context, "GetBudget"):
+        async with _errors(context, "GetBudget"), _traced(context, self._app, "get_budget"):
             convert.check_request_size(request, self._limit)
             return responses.budget(await self._app.get_budget(convert.to_budget_id(request.id)))
 
     async def SetBudget(self, request: pb.SetBudgetRequest, context: Context) -> pb.Budget:
-        async with _errors(context, "SetBudget"):
+        async with _errors(context, "SetBudget"), _traced(context, self._app, "set_budget"):
             convert.check_request_size(request, self._limit)
             return responses.budget(await self._app.set_budget(convert.to_budget_spec(request)))
 
     async def ListBudgets(
         self, request: pb.ListBudgetsRequest, context: Context
     ) -> pb.ListBudgetsResponse:
-        async with _errors(context, "ListBudgets"):
+        async with _errors(context, "ListBudgets"), _traced(context, self._app, "list_budgets"):
             convert.check_request_size(request, self._limit)
             budgets, token = await self._app.list_budgets(convert.to_budget_query(request))
             return pb.ListBudgetsResponse(
@@ -94,15 +95,29 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def DeleteBudget(
         self, request: pb.DeleteBudgetRequest, context: Context
     ) -> pb.DeleteBudgetResponse:
-        async with _errors(context, "DeleteBudget"):
+        async with _errors(context, "DeleteBudget"), _traced(context, self._app, "delete_budget"):
             convert.check_request_size(request, self._limit)
             deleted = await self._app.delete_budget(convert.to_budget_id(request.id))
             return pb.DeleteBudgetResponse(deleted=deleted)
 
     async def Project(self, request: pb.ProjectRequest, context: Context) -> pb.ProjectResponse:
-        async with _errors(context, "Project"):
+        async with _errors(context, "Project"), _traced(context, self._app, "project"):
             convert.check_request_size(request, self._limit)
             return await self._app.project(convert.to_projection(request))
+
+
+@contextlib.asynccontextmanager
+async def _traced(
+    context: Context, app: App | None = None, operation: str = ""
+) -> AsyncIterator[None]:
+    """The caller's trace as the current context; with ``app``, also a span
+    ``skinflint.<operation>`` (Complete and CompleteStream get theirs from the App)."""
+    with caller_trace(context):
+        if app is None:
+            yield
+        else:
+            with app.telemetry.observe(f"skinflint.{operation}"):
+                yield
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,196 @@
+"""The spend ledger: records round-trip, History answers from hand cases, retention, and a
+``kill -9`` of a writing process loses no acknowledged record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from skinflint.app import App
+from skinflint.call import Tier
+from skinflint.config import Settings
+from skinflint.ledger import Ledger, LedgerRecord
+from skinflint.ledger.queries import nearest_rank
+from skinflint.pipeline.history import History, OutputStats
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+DAY_MS = 86_400_000
+
+
+def rec(i: int = 0, **fields: object) -> LedgerRecord:
+    base = LedgerRecord(
+        ts_ms=NOW_MS - 1000 - i,
+        request_id=f"r{i}",
+        tenant="acme",
+        team="search",
+        feature="qa",
+        provider="anthropic",
+        model="claude-haiku-4-5",
+        tier="small",
+        lane="interactive",
+        cache_status="miss",
+        stream=False,
+        input_tokens=100,
+        output_tokens=10,
+        cache_read_tokens=0,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+        reasoning_tokens=0,
+        cost_nanousd=1000,
+        baseline_nanousd=5000,
+        saved_response_cache=0,
+        saved_routing=4000,
+        saved_prompt_caching=0,
+        saved_batching=0,
+        saved_local_tier=0,
+        price_version="test",
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def open_ledger(tmp_path: Path, retention_days: int = 90) -> Ledger:
+    return Ledger(tmp_path / "ledger.sqlite3", retention_days=retention_days, clock=NOW.timestamp)
+
+
+def test_records_round_trip_after_flush(tmp_path: Path) -> None:
+    with open_ledger(tmp_path) as ledger:
+        written = [rec(i, stream=i % 2 == 0, tier=None if i == 3 else "small") for i in range(5)]
+        for r in written:
+            ledger.append(r)
+        assert ledger.flush(timeout_s=30)
+        assert sorted(ledger.records(), key=lambda r: r.request_id) == written
+    # Reopened: still there.
+    with open_ledger(tmp_path) as ledger:
+        assert len(ledger.records()) == 5
+
+
+def test_ledger_is_a_history(tmp_path: Path) -> None:
+    with open_ledger(tmp_path) as ledger:
+        history: History = ledger
+        assert history.output_tokens("qa") is None
+        assert history.workload(7, now=NOW) is None
+
+
+def test_output_tokens_are_nearest_rank_over_provider_calls_only(tmp_path: Path) -> None:
+    with open_ledger(tmp_path) as ledger:
+        for i, out in enumerate([5, 1, 9, 3, 7, 2, 8, 4, 6, 10]):
+            ledger.append(rec(i, output_tokens=out))
+        # Hits replay another call's output: not part of the distribution.
+        ledger.append(rec(100, output_tokens=1000, cache_status="exact"))
+        ledger.append(rec(101, output_tokens=50, feature="other"))
+        ledger.flush()
+        # 1..10: p50 = 5th value = 5, p90 = 9th value = 9.
+        assert ledger.output_tokens("qa") == OutputStats(calls=10, p50=5, p90=9, max=10)
+        assert ledger.output_tokens("other") == OutputStats(calls=1, p50=50, p90=50, max=50)
+    assert nearest_rank([1, 2, 3], 50) == 2
+    assert nearest_rank([7], 90) == 7
+
+
+def test_workload_by_hand(tmp_path: Path) -> None:
+    with open_ledger(tmp_path) as ledger:
+        # Feature qa over 3 days: 4 provider calls + 2 hits = 6 calls -> 60 per 30 days.
+        ledger.append(rec(1, input_tokens=100, output_tokens=20, tier="small"))
+        ledger.append(rec(2, input_tokens=300, output_tokens=40, tier="small"))
+        ledger.append(rec(3, input_tokens=50, cache_read_tokens=150, output_tokens=60, tier="mid"))
+        ledger.append(rec(4, input_tokens=200, output_tokens=80, tier="mid", lane="async"))
+        ledger.append(rec(5, cache_status="exact", input_tokens=999, output_tokens=999))
+        ledger.append(rec(6, cache_status="coalesced", input_tokens=999, output_tokens=999))
+        # Outside the window (4 days ago) and another feature.
+        ledger.append(rec(7, ts_ms=NOW_MS - 4 * DAY_MS))
+        ledger.append(rec(8, feature="chat", input_tokens=10, output_tokens=1, tier=None))
+        ledger.flush()
+        model = ledger.workload(3, now=NOW)
+    assert model is not None
+    chat, qa = model.features
+    assert qa.feature == "qa"
+    assert qa.requests_per_month == 60
+    # Prompt tokens of provider calls: 100 + 300 + (50 + 150) + 200 = 800 over 4 calls.
+    assert qa.avg_input_tokens == 200
+    assert qa.avg_output_tokens == 50  # (20 + 40 + 60 + 80) / 4
+    assert dict(qa.tier_mix) == {Tier.SMALL: 0.5, Tier.MID: 0.5}
+    assert qa.cache_hit_rate == 2 / 6
+    assert qa.prompt_cache_share == 150 / 800
+    assert qa.batchable_share == 1 / 6
+    # One call in 3 days -> 10 a month; its model is in no tier, so the mix is empty.
+    assert (chat.feature, chat.requests_per_month, dict(chat.tier_mix)) == ("chat", 10, {})
+
+
+def test_retention_prunes_old_records(tmp_path: Path) -> None:
+    with open_ledger(tmp_path, retention_days=30) as ledger:
+        ledger.append(rec(1, ts_ms=NOW_MS - 31 * DAY_MS))
+        ledger.append(rec(2, ts_ms=NOW_MS - 29 * DAY_MS))
+        ledger.flush()
+        assert ledger.prune() == 1
+        assert [r.request_id for r in ledger.records()] == ["r2"]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    from test_ledger import rec
+    from skinflint.ledger import Ledger
+
+    ledger = Ledger(Path({path!r}), retention_days=3650)
+    i = 0
+    while True:
+        for _ in range(25):
+            ledger.append(rec(i, request_id=f"k{{i}}", ts_ms=2_000_000_000_000 + i))
+            i += 1
+        ledger.flush()
+        print(i, flush=True)  # acknowledged: everything below i is committed
+    """
+)
+
+
+def test_kill_9_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    script = _WRITER.format(tests=str(Path(__file__).parent), path=str(path))
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    acknowledged = 0
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            acknowledged = int(line)
+            if acknowledged >= 2000:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert acknowledged >= 2000
+    with Ledger(path, retention_days=3650) as ledger:
+        ids = {r.request_id for r in ledger.records()}
+    missing = [i for i in range(acknowledged) if f"k{i}" not in ids]
+    assert missing == []
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_workload_rejects_a_non_positive_period(tmp_path: Path, days: int) -> None:
+    with open_ledger(tmp_path) as ledger, pytest.raises(ValueError, match="last_days"):
+        ledger.workload(days, now=NOW)
+
+
+def test_ledger_can_be_disabled(make_settings: Callable[..., Settings]) -> None:
+    with App.open(make_settings("ledger: {enabled: false}")) as app:
+        assert app.ledger is None and app.history is None
+    with App.open(make_settings("ledger: {retention_days: 7}")) as app:
+        assert app.ledger is not None and app.ledger.retention_days == 7
+        assert app.history is app.ledger
+        assert app.ledger.path == app.data_dir / "ledger.sqlite3"
