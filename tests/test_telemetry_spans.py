@@ -249,3 +249,14 @@ async def test_capture_content_puts_prompt_and_answer_on_the_span(
     output = json.loads(a["gen_ai.output.messages"])
     assert output[0]["parts"][0]["content"] == response.content[0].text.text
     assert ANTHROPIC_KEY not in everything_in(captured)
+
+
+async def test_stream_fallback_is_a_span_event(start_rig: RigFactory) -> None:
+    rig, captured = await observed(start_rig)
+    rig.anthropic.faults.add(Fault(status=529))
+    events = [e async for e in rig.stub.CompleteStream(request("small"))]
+    assert events[-1].done.served_by.provider == "openai"
+    [span] = captured.finished("skinflint.complete_stream")
+    [fallback] = [e for e in span.events if e.name == "skinflint.fallback"]
+    assert fallback.attributes["skinflint.fallback.to"] == "openai/gpt-4o-mini"
+    assert (span.attributes or {})["gen_ai.provider.name"] == "openai"

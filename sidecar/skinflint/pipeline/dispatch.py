@@ -63,7 +63,7 @@ from skinflint.providers.base import (
     StreamEnd,
     StreamEvent,
 )
-from skinflint.telemetry import events
+from skinflint.telemetry import events as span_events
 
 _log = get_logger("dispatch")
 _T = TypeVar("_T")
@@ -253,7 +253,7 @@ class Dispatcher:
                     decision = self._after_failure(chain, candidate, position, exc, retries)
                     if decision is None:
                         break
-                    events.retrying(name, chain.attempts, decision)
+                    span_events.retrying(name, chain.attempts, decision)
                     retries += 1
                     await self.sleep(decision)
                     continue
@@ -262,7 +262,7 @@ class Dispatcher:
                     raise
                 self.breakers.success(name)
                 if position > 0:
-                    events.fell_back(candidates[0].qualified, name, chain.attempts)
+                    span_events.fell_back(candidates[0].qualified, name, chain.attempts)
                 return response, Outcome(
                     candidate, chain.attempts, chain.errors, fell_back=position > 0
                 )
@@ -299,7 +299,7 @@ class Dispatcher:
                         event = await self._next(events, chain, candidate)
                         committed = True
                         if position > 0:
-                            events.fell_back(candidates[0].qualified, name, chain.attempts)
+                            span_events.fell_back(candidates[0].qualified, name, chain.attempts)
                         yield Outcome(
                             candidate, chain.attempts, list(chain.errors), fell_back=position > 0
                         )
@@ -323,7 +323,7 @@ class Dispatcher:
                     retry_in = self._after_failure(chain, candidate, position, exc, retries)
                     if retry_in is None:
                         break
-                    events.retrying(name, chain.attempts, retry_in)
+                    span_events.retrying(name, chain.attempts, retry_in)
                 except BaseException:
                     self.breakers.release(name)
                     raise
@@ -418,7 +418,7 @@ class Dispatcher:
         """Record the failure; the seconds to wait before retrying this model, or None."""
         chain.errors.append(f"attempt {chain.attempts} {exc.message}")
         chain.hint(exc.retry_after_s)
-        events.attempt_failed(candidate.qualified, exc.kind.value, exc.status, chain.attempts)
+        span_events.attempt_failed(candidate.qualified, exc.kind.value, exc.status, chain.attempts)
         _log.info(
             "provider_attempt_failed",
             model=candidate.qualified,

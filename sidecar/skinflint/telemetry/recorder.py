@@ -80,6 +80,8 @@ class Telemetry:
         self.meter_provider = meter_provider
         self.capture_content = capture_content
         self._providers = providers
+        #: With the API's no-op meter there is nothing to record: skip building attributes.
+        self._metering = not isinstance(meter_provider, metrics.NoOpMeterProvider)
         self._tracer = tracer_provider.get_tracer("skinflint", __version__)
         meter = meter_provider.get_meter("skinflint", __version__)
         self._requests = meter.create_counter(
@@ -143,7 +145,7 @@ class Telemetry:
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
-            observation = Observation(span, call, metered and call is not None)
+            observation = Observation(span, call, self._metering and metered and call is not None)
             if call is not None and span.is_recording():
                 span.set_attributes(attr.call_attributes(call))
                 if self.capture_content:
