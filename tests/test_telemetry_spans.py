@@ -260,3 +260,24 @@ async def test_stream_fallback_is_a_span_event(start_rig: RigFactory) -> None:
     [fallback] = [e for e in span.events if e.name == "skinflint.fallback"]
     assert fallback.attributes["skinflint.fallback.to"] == "openai/gpt-4o-mini"
     assert (span.attributes or {})["gen_ai.provider.name"] == "openai"
+
+
+async def test_budget_soft_threshold_is_an_event_on_the_call_span(start_rig: RigFactory) -> None:
+    rig, captured = await observed(start_rig)
+    await rig.stub.SetBudget(
+        pb.SetBudgetRequest(
+            budget=pb.BudgetSpec(
+                id="acme-watch",
+                scope="tenant:acme",
+                window=pb.BUDGET_WINDOW_DAY,
+                limit_nanousd=10**12,
+                limit_tokens=1000,
+                soft_thresholds_percent=[1],
+            )
+        )
+    )
+    await rig.stub.Complete(request("small"))
+    [span] = captured.finished("skinflint.complete")
+    [crossed] = [e for e in span.events if e.name == "skinflint.budget.soft_threshold"]
+    assert crossed.attributes["skinflint.budget.id"] == "acme-watch"
+    assert crossed.attributes["skinflint.budget.limit_kind"] == "tokens"
