@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from skinflint.cli import app as cli
 from skinflint.emulators import Fault
+from skinflint.ledger import Ledger
 from skinflint.reporting.charts import waterfall_steps
 from skinflint.reporting.report import GroupBy, build_report, parse_since, usd, usd_short
 from skinflint.v1 import skinflint_pb2 as pb
@@ -187,3 +188,17 @@ async def test_app_history_is_the_ledger_and_sees_the_calls(start_rig: RigFactor
     qa = {f.feature: f for f in workload.features}["qa"]
     assert qa.requests_per_month == 5 * 30
     assert qa.cache_hit_rate == 1 / 5
+
+
+def test_report_on_an_empty_ledger_is_all_zeros(tmp_path: Path) -> None:
+    Ledger.open(tmp_path, retention_days=30).close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["report", "--json", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["total"]["requests"] == doc["total"]["cost_nanousd"] == 0
+    assert doc["groups"] == doc["top_spenders"] == doc["daily"] == []
+    png = tmp_path / "empty.png"
+    result = runner.invoke(cli, ["report", "--data-dir", str(tmp_path), "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes().startswith(b"\x89PNG")

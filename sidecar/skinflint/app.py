@@ -4,7 +4,10 @@ It owns the compiled configuration, the named rule sets, the embedded response c
 up first on every Complete, with in-process single flight: ``pipeline.response_cache``), the
 price table, the providers, the dispatcher (concurrency slots, circuit breakers) and the
 prompt-cache prefix tracker, and the budget guard over the budget store chosen by
-``budgets.backend``; later issues add the router and queues.
+``budgets.backend``; later issues add the router and queues. Every Complete and CompleteStream
+runs inside a ``telemetry`` span (spans and metrics, ``skinflint.telemetry``) and its answer is
+appended to the spend ``ledger`` (``skinflint.ledger``), which is also ``history`` for Estimate
+and Project.
 Transports call its methods with validated domain objects and get domain results back; it
 never sees a wire message. ``aclose`` closes the provider clients and the budget store
 (then ``close``).
