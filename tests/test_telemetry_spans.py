@@ -119,6 +119,10 @@ async def test_hit_span_and_metrics_show_zero_cost_and_the_cache_saving(
     assert captured.total("skinflint.cache.hits", **{"skinflint.cache.status": "exact"}) == 1
     assert captured.total("skinflint.requests") == 2
     assert captured.total("skinflint.cost") == first.cost_nanousd
+    # Tokens count what providers billed: the hit adds none.
+    assert captured.total("skinflint.tokens", **{"skinflint.token.kind": "output"}) == (
+        first.usage.output_tokens
+    )
     assert captured.total("skinflint.savings", **{"skinflint.savings.lever": "response_cache"}) == (
         first.cost_nanousd
     )

@@ -177,31 +177,36 @@ class Telemetry:
 
     def _finish(self, observation: Observation, outcome: str) -> None:
         span, call, completion = observation.span, observation.call, observation.completion
-        if completion is not None and outcome == "OK" and span.is_recording():
+        # A stream can end in error after its answer was complete (the client went away):
+        # the answer was billed, so its figures are recorded all the same.
+        if completion is not None and span.is_recording():
             span.set_attributes(attr.completion_attributes(completion))
             if self.capture_content:
                 span.set_attributes(content.output_attributes(completion.content))
-            span.set_status(Status(StatusCode.OK))
+            if outcome == "OK":
+                span.set_status(Status(StatusCode.OK))
         if not observation.metered or call is None:
             return
         elapsed = time.perf_counter() - observation.started
-        dims = attr.metric_attributes(call, completion if outcome == "OK" else None, outcome)
+        dims = attr.metric_attributes(call, completion, outcome)
         self._requests.add(1, dims)
         self._duration.record(elapsed, dims)
-        if completion is None or outcome != "OK":
+        if completion is None:
             return
         bill, usage = completion.bill, completion.usage
         self._cost.add(bill.cost_nanousd, dims)
         self._baseline.add(bill.baseline_cost_nanousd, dims)
         self._cost_per_call.record(bill.cost_nanousd, dims)
-        for kind, name in _TOKEN_KINDS:
-            count = getattr(usage, name)
-            if count:
-                self._tokens.add(count, {**dims, attr.TOKEN_KIND: kind})
+        status = completion.served.cache_status.value
+        if status in _HIT_STATUSES:
+            self._cache_hits.add(1, dims)
+        else:
+            # Provider-billed tokens only: a hit replays an answer and bills none.
+            for kind, name in _TOKEN_KINDS:
+                count = getattr(usage, name)
+                if count:
+                    self._tokens.add(count, {**dims, attr.TOKEN_KIND: kind})
         for lever in attr.LEVERS:
             amount = getattr(bill.savings, lever)
             if amount:
                 self._savings.add(amount, {**dims, attr.SAVINGS_LEVER: lever})
-        status = completion.served.cache_status.value
-        if status in _HIT_STATUSES:
-            self._cache_hits.add(1, dims)
