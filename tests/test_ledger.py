@@ -9,53 +9,19 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ledger_fixtures import NOW, NOW_MS, rec
 
 from skinflint.app import App
 from skinflint.call import Tier
 from skinflint.config import Settings
-from skinflint.ledger import Ledger, LedgerRecord
+from skinflint.ledger import Ledger
 from skinflint.ledger.queries import nearest_rank
 from skinflint.pipeline.history import History, OutputStats
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-NOW_MS = int(NOW.timestamp() * 1000)
 DAY_MS = 86_400_000
-
-
-def rec(i: int = 0, **fields: object) -> LedgerRecord:
-    base = LedgerRecord(
-        ts_ms=NOW_MS - 1000 - i,
-        request_id=f"r{i}",
-        tenant="acme",
-        team="search",
-        feature="qa",
-        provider="anthropic",
-        model="claude-haiku-4-5",
-        tier="small",
-        lane="interactive",
-        cache_status="miss",
-        stream=False,
-        input_tokens=100,
-        output_tokens=10,
-        cache_read_tokens=0,
-        cache_write_5m_tokens=0,
-        cache_write_1h_tokens=0,
-        reasoning_tokens=0,
-        cost_nanousd=1000,
-        baseline_nanousd=5000,
-        saved_response_cache=0,
-        saved_routing=4000,
-        saved_prompt_caching=0,
-        saved_batching=0,
-        saved_local_tier=0,
-        price_version="test",
-    )
-    return replace(base, **fields)  # type: ignore[arg-type]
 
 
 def open_ledger(tmp_path: Path, retention_days: int = 90) -> Ledger:
@@ -140,7 +106,7 @@ _WRITER = textwrap.dedent(
     from dataclasses import replace
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from test_ledger import rec
+    from ledger_fixtures import rec
     from skinflint.ledger import Ledger
 
     ledger = Ledger(Path({path!r}), retention_days=3650)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from complete_fixtures import RigFactory, open_rigs, request
+from ledger_fixtures import rec
 from typer.testing import CliRunner
 
 from skinflint.cli import app as cli
@@ -202,3 +203,35 @@ def test_report_on_an_empty_ledger_is_all_zeros(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["report", "--data-dir", str(tmp_path), "--png", str(png)])
     assert result.exit_code == 0, result.output
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [
+        (GroupBy.FEATURE, {"qa": 3, "chat": 1}),
+        (GroupBy.TEAM, {"search": 2, "ops": 2}),
+        (GroupBy.TENANT, {"acme": 3, "zeta": 1}),
+        (GroupBy.MODEL, {"anthropic/claude-haiku-4-5": 3, "openai/gpt-4.1": 1}),
+        (GroupBy.TIER, {"small": 2, "mid": 1, "(pinned)": 1}),
+        (GroupBy.LANE, {"interactive": 3, "async": 1}),
+    ],
+)
+def test_every_grouping(tmp_path: Path, by: GroupBy, expected: dict[str, int]) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    ts = int(now.timestamp() * 1000) - 60_000
+    rows = [
+        rec(1, ts_ms=ts, tier="small", team="search"),
+        rec(2, ts_ms=ts, tier="small", team="search", tenant="zeta"),
+        rec(3, ts_ms=ts, tier=None, team="ops", lane="async"),
+        rec(
+            4, ts_ms=ts, tier="mid", team="ops", feature="chat", provider="openai", model="gpt-4.1"
+        ),
+    ]
+    with Ledger(tmp_path / "l.sqlite3", retention_days=3650) as ledger:
+        for row in rows:
+            ledger.append(row)
+        ledger.flush()
+        with ledger.reading() as conn:
+            result = build_report(conn, since=now - timedelta(days=1), until=now, by=by)
+    assert {g.key: g.figures.requests for g in result.groups} == expected
+    assert result.total.cost_nanousd == sum(r.cost_nanousd for r in rows)

@@ -106,3 +106,18 @@ async def test_otlp_http_exports_spans_to_the_v1_traces_path(
     assert attributes["gen_ai.request.model"] == "small"
     assert all(b"must not be exported" not in body for body, _ in traces)
     assert any(path == "/v1/metrics" for path, _, _ in received)
+
+
+def test_console_exporter_prints_the_span(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = App.open(make_settings("telemetry: {exporter: console, metric_interval_s: 3600}"))
+    try:
+        with app.telemetry.observe("skinflint.complete", CALL):
+            pass
+    finally:
+        app.close()
+    out = capsys.readouterr().out
+    assert '"name": "skinflint.complete"' in out
+    assert '"skinflint.request_id": "req-http-1"' in out
+    assert "must not be exported" not in out
