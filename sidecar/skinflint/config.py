@@ -252,6 +252,9 @@ class TelemetryConfig(_Section):
     service_name: str = Field("skinflint", min_length=1, max_length=256)
     #: How often metrics are exported (seconds).
     metric_interval_s: float = Field(60.0, gt=0, le=3600)
+    #: The longest one export may take, retries included (an unreachable collector delays
+    #: shutdown by about this much per signal, never the request path).
+    export_timeout_s: float = Field(5.0, gt=0, le=120)
     #: Put prompt and answer text on spans (``gen_ai.input.messages``/``output.messages``).
     capture_content: bool = False
 

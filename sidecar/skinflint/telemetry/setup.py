@@ -46,6 +46,7 @@ def build_providers(cfg: TelemetryConfig) -> Providers:
 
 def _exporters(cfg: TelemetryConfig) -> tuple[Any, Any]:
     headers = dict(cfg.headers) or None
+    timeout = cfg.export_timeout_s
     if cfg.exporter == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -60,8 +61,12 @@ def _exporters(cfg: TelemetryConfig) -> tuple[Any, Any]:
         )
 
         return (
-            GrpcSpanExporter(endpoint=cfg.endpoint, insecure=cfg.insecure, headers=headers),
-            GrpcMetricExporter(endpoint=cfg.endpoint, insecure=cfg.insecure, headers=headers),
+            GrpcSpanExporter(
+                endpoint=cfg.endpoint, insecure=cfg.insecure, headers=headers, timeout=timeout
+            ),
+            GrpcMetricExporter(
+                endpoint=cfg.endpoint, insecure=cfg.insecure, headers=headers, timeout=timeout
+            ),
         )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpMetricExporter,
@@ -72,8 +77,12 @@ def _exporters(cfg: TelemetryConfig) -> tuple[Any, Any]:
 
     base = cfg.endpoint.rstrip("/") if cfg.endpoint else None
     return (
-        HttpSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=headers),
-        HttpMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=headers),
+        HttpSpanExporter(
+            endpoint=f"{base}/v1/traces" if base else None, headers=headers, timeout=timeout
+        ),
+        HttpMetricExporter(
+            endpoint=f"{base}/v1/metrics" if base else None, headers=headers, timeout=timeout
+        ),
     )
 
 
