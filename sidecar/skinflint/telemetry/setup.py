@@ -7,6 +7,7 @@ and a periodic metric reader (export happens off the request path, in the SDK's 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,8 @@ def _exporters(cfg: TelemetryConfig) -> tuple[Any, Any]:
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter(), ConsoleMetricExporter()
+        # The stdout of now: the SDK's default argument is the one it had at import.
+        return ConsoleSpanExporter(out=sys.stdout), ConsoleMetricExporter(out=sys.stdout)
     if cfg.exporter == "otlp_grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,
