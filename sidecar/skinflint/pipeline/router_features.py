@@ -1,14 +1,15 @@
 """Feature extraction of the routing classifier, shared by training and the hot path.
 
 One definition, used by ``scripts/train_router.py`` and by ``router_model.RouterModel`` at
-run time, so the shipped weights always mean what the sidecar computes. Every feature is a
-string hashed (CRC-32, stdlib) into ``2**bits`` buckets with a value; the model is a sparse
-dot product over those buckets, so no numpy is needed at run time.
+run time, so the shipped weights always mean what the sidecar computes. Every feature is
+hashed (CRC-32, stdlib) into ``2**bits`` buckets with a value; the model is a sparse dot
+product over those buckets, so no numpy is needed at run time.
 
 Learned features (present in the public training data) come from the prompt text only:
 
 * word unigrams and bigrams of the lowercased prompt (numbers folded to their digit count),
-  each weighted ``1/sqrt(n)`` so long prompts do not dominate by length alone;
+  each weighted ``1/sqrt(n)`` so long prompts do not dominate by length alone (a bigram's
+  hash mixes its words' hashes, so each word is hashed once);
 * log2 buckets of the prompt's length in characters and words;
 * cues: math (digits, arithmetic between numbers, math words), code (fences, keywords,
   braces), multi-step (sentences, "then"/"each"/"total"), multiple choice (``A.`` lines),
@@ -30,14 +31,15 @@ import zlib
 from dataclasses import dataclass
 
 #: Characters of the prompt tokenized from its start and from its end.
-HEAD_CHARS = 3000
-TAIL_CHARS = 1000
+HEAD_CHARS = 2000
+TAIL_CHARS = 500
 
 _WORD = re.compile(r"[a-z]+|\d+")
+_DIGITS = re.compile(r"\d+")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _ARITHMETIC = re.compile(r"\d\s*[-+*/\u00d7\u00f7^=%]\s*\d")
 _CHOICE_LINE = re.compile(r"^\s*[A-D][.)]\s", re.MULTILINE)
-_CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|[{};]\s*$|=>|#include", re.M)
+_CODE_MARKS = ("```", "def ", "class ", "function", "return ", "import ", "{\n", ";\n", "=>")
 _MATH_WORDS = frozenset(
     [
         "calculate",
@@ -82,53 +84,74 @@ def _bucket(n: int) -> int:
     return min(n.bit_length(), 20)
 
 
-def text_features(prompt: str) -> list[tuple[str, float]]:
-    """The learned features of ``prompt`` as (name, value) pairs."""
-    text = (
-        prompt
-        if len(prompt) <= HEAD_CHARS + TAIL_CHARS
-        else (prompt[:HEAD_CHARS] + " " + prompt[-TAIL_CHARS:])
-    )
-    lowered = text.lower()
-    words = [w if not w.isdigit() else f"<{min(len(w), 6)}d>" for w in _WORD.findall(lowered)]
-    grams = set(words)
-    grams.update(f"{a} {b}" for a, b in itertools.pairwise(words))
-    out: list[tuple[str, float]] = []
-    if grams:
-        weight = 1.0 / len(grams) ** 0.5
-        out.extend((f"w:{g}", weight) for g in grams)
-    digits = sum(ch.isdigit() for ch in text)
+def _cut(prompt: str) -> str:
+    if len(prompt) <= HEAD_CHARS + TAIL_CHARS:
+        return prompt
+    return prompt[:HEAD_CHARS] + " " + prompt[-TAIL_CHARS:]
+
+
+def _words(text: str) -> list[str]:
+    """Lowercased words; a number becomes its digit count (``<3d>``), capped at 6."""
+    return [w if not w.isdigit() else f"<{min(len(w), 6)}d>" for w in _WORD.findall(text.lower())]
+
+
+def cue_features(prompt: str, text: str, words: list[str]) -> list[str]:
+    """The named (non n-gram) features of a prompt, each with value 1."""
+    digits = sum(len(w) for w in _DIGITS.findall(text))
     sentences = len(_SENTENCE_END.findall(text))
     wordset = set(words)
-    out += [
-        (f"len:{_bucket(len(prompt))}", 1.0),
-        (f"words:{_bucket(len(words))}", 1.0),
-        (f"digits:{_bucket(digits)}", 1.0),
-        (f"sentences:{_bucket(sentences)}", 1.0),
-        (f"questions:{min(text.count('?'), 3)}", 1.0),
-        (f"arith:{min(len(_ARITHMETIC.findall(text)), 3)}", 1.0),
-        (f"mathwords:{min(len(wordset & _MATH_WORDS), 3)}", 1.0),
-        (f"stepwords:{min(len(wordset & _STEP_WORDS), 4)}", 1.0),
-        (f"choices:{min(len(_CHOICE_LINE.findall(text)), 4)}", 1.0),
-        (f"code:{min(len(_CODE.findall(text)), 3)}", 1.0),
+    return [
+        f"len:{_bucket(len(prompt))}",
+        f"words:{_bucket(len(words))}",
+        f"digits:{_bucket(digits)}",
+        f"sentences:{_bucket(sentences)}",
+        f"questions:{min(text.count('?'), 3)}",
+        f"arith:{min(len(_ARITHMETIC.findall(text)), 3)}",
+        f"mathwords:{min(len(wordset & _MATH_WORDS), 3)}",
+        f"stepwords:{min(len(wordset & _STEP_WORDS), 4)}",
+        f"choices:{min(len(_CHOICE_LINE.findall(text)), 4)}",
+        f"code:{min(sum(text.count(mark) for mark in _CODE_MARKS), 3)}",
     ]
-    return out
 
 
-def bucket_of(name: str, bits: int) -> int:
-    """The hashed bucket of a feature name (CRC-32 of its UTF-8 bytes, low ``bits`` bits)."""
-    return zlib.crc32(name.encode("utf-8")) & ((1 << bits) - 1)
+def _crc(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8"))
 
 
 def hashed(prompt: str, bits: int) -> dict[int, float]:
-    """The prompt's features summed per bucket (what both training and inference use)."""
-    vector: dict[int, float] = {}
+    """The prompt's features summed per bucket (what both training and inference use).
+
+    A word's hash is CRC-32 of ``"w:" + word``; a bigram's is the two word hashes mixed
+    (``(a * 0x9E3779B1 ^ b) mod 2**32``), so each word is hashed once; distinct n-grams get
+    ``1/sqrt(n)`` each. A cue's hash is CRC-32 of its name (``cue_features``).
+    """
     mask = (1 << bits) - 1
-    crc = zlib.crc32
-    for name, value in text_features(prompt):
-        index = crc(name.encode("utf-8")) & mask
-        vector[index] = vector.get(index, 0.0) + value
+    text = _cut(prompt)
+    words = _words(text)
+    seen: dict[str, int] = {}
+    hashes = []
+    for word in words:
+        h = seen.get(word)
+        if h is None:
+            h = seen[word] = _crc("w:" + word)
+        hashes.append(h)
+    grams = set(hashes)
+    grams.update(((a * 0x9E3779B1) ^ b) & 0xFFFFFFFF for a, b in itertools.pairwise(hashes))
+    vector: dict[int, float] = {}
+    if grams:
+        weight = 1.0 / len(grams) ** 0.5
+        for g in grams:
+            index = g & mask
+            vector[index] = vector.get(index, 0.0) + weight
+    for name in cue_features(prompt, text, words):
+        index = _crc(name) & mask
+        vector[index] = vector.get(index, 0.0) + 1.0
     return vector
 
 
-__all__ = ["HEAD_CHARS", "TAIL_CHARS", "Context", "bucket_of", "hashed", "text_features"]
+def bucket_of(name: str, bits: int) -> int:
+    """The hashed bucket of a cue feature name (CRC-32 of its UTF-8 bytes, low ``bits``)."""
+    return _crc(name) & ((1 << bits) - 1)
+
+
+__all__ = ["HEAD_CHARS", "TAIL_CHARS", "Context", "bucket_of", "cue_features", "hashed"]

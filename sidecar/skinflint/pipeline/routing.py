@@ -102,10 +102,12 @@ def resolve(
             f"{cfg.default_tier.value!r}",
         )
     if cheap is strong:
+        if strong_note:
+            notes.append(f"escalation_tier {cfg.escalation_tier.value!r} {strong_note}")
         return done(
             cheap,
-            f"auto: policy decided: feature {label}'s bounds leave one tier, {cheap.value!r} "
-            "(classifier not consulted)",
+            f"auto: policy decided: the bounds of feature {label} leave one tier, "
+            f"{cheap.value!r} (classifier not consulted)",
         )
     context = _context(call, cfg)
     score = router.score(_last_user_text(call), context)
