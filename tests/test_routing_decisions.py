@@ -8,7 +8,10 @@ tier); ``test_higher_threshold_never_sends_more_to_strong`` checks exactly that.
 
 from __future__ import annotations
 
+import json
+import typing
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -27,10 +30,12 @@ from skinflint.call import (
     TextPart,
     Tier,
 )
-from skinflint.config import Settings, compile_price_table
+from skinflint.config import Settings, TaskType, compile_price_table
 from skinflint.errors import ConfigError, InvalidArgument
+from skinflint.pipeline.router_features import Context
 from skinflint.pipeline.router_model import RouterModel
 from skinflint.pipeline.routing import resolve
+from skinflint.transports.grpc.convert import TASK_TYPES
 
 MODEL = RouterModel.load()
 HARD = (
@@ -162,8 +167,6 @@ def test_task_type_hint_moves_the_score(routed: Callable[..., Any]) -> None:
     plain = MODEL.score(EASY).probability
     hinted = routed(None, call(policy=Policy(task_type="reasoning")))
     assert "task_type 'reasoning'" in hinted.reason
-    from skinflint.pipeline.router_features import Context
-
     assert MODEL.score(EASY, Context(task_type="reasoning")).probability > plain
     assert MODEL.score(EASY, Context(task_type="classification")).probability < plain
 
@@ -229,3 +232,8 @@ def test_higher_threshold_never_sends_more_to_strong(
             assert r.tier in (Tier.SMALL, Tier.FRONTIER)
             assert "classifier P(cheap tier not good enough)=" in r.reason
     assert counts[1] <= counts[0]
+
+
+def test_task_types_agree_across_wire_config_and_model() -> None:
+    meta = json.loads((resources.files("skinflint") / "data" / "router_model.json").read_text())
+    assert set(typing.get_args(TaskType)) == set(TASK_TYPES) == set(meta["priors"]["task_type"])

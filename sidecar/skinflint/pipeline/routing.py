@@ -89,10 +89,13 @@ def resolve(
     bounds = _Bounds.of(cfg, call.policy, feature or "(none)")
     cheap, cheap_note = bounds.clamp(cfg.default_tier)
     strong, strong_note = bounds.clamp(cfg.escalation_tier)
-    notes = [n for n in (*bounds.notes, cheap_note) if n]
+    notes = list(bounds.notes)
 
     def done(tier: Tier, why: str) -> Route:
-        return _tier(tier, settings, ", ".join([why, *notes]), prices, healthy)
+        # Say how the bounds moved the tier that was picked (and only that one).
+        moved = cheap_note if tier is cheap else strong_note
+        parts = [why, *notes, *([moved] if moved else [])]
+        return _tier(tier, settings, ", ".join(parts), prices, healthy)
 
     if cfg.router == "default_tier" or router is None:
         off = "router: default_tier" if cfg.router == "default_tier" else "no classifier loaded"
@@ -122,8 +125,6 @@ def resolve(
         f"({source}; feature {label}{hint})"
     )
     if score.probability > threshold:
-        if strong_note:
-            notes.append(strong_note)
         return done(strong, f"auto: {verdict}: escalate to tier {strong.value!r}")
     if not (cfg.cascade and cascade):
         extra = " (cascade off for streams)" if cfg.cascade else ""
