@@ -50,6 +50,7 @@ from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
+from skinflint.pipeline.router_model import RouterModel
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
 from skinflint.telemetry import Telemetry
@@ -103,6 +104,7 @@ class App:
             self.dispatcher,
             self.budgets,
             ResponseCacheLayer(settings, cache, rule_sets),
+            router=RouterModel.load(),
         )
 
     @classmethod

@@ -65,6 +65,19 @@ FrozenMap = Annotated[
     WrapSerializer(lambda value, handler: handler(dict(value))),
 ]
 
+#: The router's task types (the proto's ``Policy.task_type`` values).
+TaskType = Literal[
+    "classification",
+    "extraction",
+    "formatting",
+    "short_qa",
+    "summarization",
+    "generation",
+    "code",
+    "reasoning",
+]
+CascadeCheck = Literal["schema", "refusal", "empty", "truncated"]
+
 _RULE_SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FEATURE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -128,7 +141,8 @@ class FeatureConfig(_Section):
     #: The output cap when a request sets no ``max_tokens`` (it bounds budget reservations);
     #: None: the global ``default_max_tokens``.
     default_max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    #: The tier a request for model ``auto`` runs on until the routing classifier exists.
+    #: The cheap tier of model ``auto``: where a request runs unless the routing classifier
+    #: (or a failed cascade check) sends it to ``escalation_tier``.
     default_tier: Tier = Tier.SMALL
     #: Use the response cache at all; false: every request is BYPASS (no lookup, no store).
     cache: bool = True
@@ -137,6 +151,29 @@ class FeatureConfig(_Section):
     #: Store (and coalesce) answers to non-deterministic requests too (temperature not 0,
     #: or unset: providers default to 1). Off: only temperature 0 answers are stored.
     cache_nondeterministic: bool = False
+    # -- routing of model "auto" (pipeline/routing.py) ---------------------------------------
+    #: The task type of the feature's requests, a hint for the classifier; a request's
+    #: ``policy.task_type`` overrides it. None: no hint.
+    task_type: TaskType | None = None
+    #: Bounds on the tier ``auto`` may pick; a request's ``policy.min_tier``/``max_tier``
+    #: narrow them but never widen them. None: unbounded on that side.
+    min_tier: Tier | None = None
+    max_tier: Tier | None = None
+    #: ``classifier``: the routing classifier picks ``default_tier`` or ``escalation_tier``;
+    #: ``default_tier``: always ``default_tier`` (no classifier).
+    router: Literal["classifier", "default_tier"] = "classifier"
+    #: The strong tier ``auto`` escalates to.
+    escalation_tier: Tier = Tier.FRONTIER
+    #: Escalate when the classifier's P(the cheap tier is not good enough) is above this.
+    #: Higher = fewer strong calls (cheaper, lower quality). None: the shipped model's
+    #: default (the point that kept 95 % of the strong model's accuracy in training).
+    router_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Cascade mode: run ``default_tier`` first and call ``escalation_tier`` only when its
+    #: answer fails a check (unary Complete only; a stream routes by the classifier).
+    cascade: bool = False
+    #: The checks of a cascade: ``schema`` (JSON / JSON-schema response_format), ``refusal``,
+    #: ``empty`` (no text and no tool call) and ``truncated`` (stopped at max_tokens).
+    cascade_checks: tuple[CascadeCheck, ...] = ("schema", "refusal", "empty", "truncated")
 
 
 class TiersConfig(_Section):
@@ -151,6 +188,9 @@ class TiersConfig(_Section):
     small: tuple[str, ...] = ("anthropic/claude-haiku-4-5", "openai/gpt-4o-mini")
     mid: tuple[str, ...] = ("anthropic/claude-sonnet-4-6", "openai/gpt-4.1")
     frontier: tuple[str, ...] = ("anthropic/claude-opus-4-6", "openai/gpt-5")
+    #: ``as_listed``: try each tier's models in the order above; ``cheapest_first``: by price
+    #: (input + output per 1M tokens, ties in listed order), models with an open circuit last.
+    order: Literal["as_listed", "cheapest_first"] = "as_listed"
 
     def models(self, tier: Tier) -> tuple[str, ...]:
         result: tuple[str, ...] = getattr(self, tier.value)
@@ -734,9 +774,38 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
             )
         if feature_cfg.rule_set is not None:
             check_reference(("features", feature, "rule_set"), feature_cfg.rule_set)
+        issues += _routing_issues(feature, feature_cfg, layers, path)
     issues += _compile_issues(settings)
     issues += _model_issues(settings, layers, path)
     issues += _budget_issues(settings, layers, path)
+    return issues
+
+
+def _routing_issues(
+    feature: str, cfg: FeatureConfig, layers: _Layers, path: Path | None
+) -> list[ConfigIssue]:
+    """A feature's routing bounds must leave a tier to route to."""
+    issues: list[ConfigIssue] = []
+    low, high = cfg.min_tier, cfg.max_tier
+    if low is not None and high is not None and low.rank > high.rank:
+        loc = ("features", feature, "min_tier")
+        issues.append(
+            ConfigIssue(
+                _dotted(loc),
+                f"{low.value!r} is above features.{feature}.max_tier {high.value!r}",
+                f"lower min_tier or raise max_tier ({_fix_hint(loc, layers, path)})",
+            )
+        )
+    if cfg.escalation_tier.rank < cfg.default_tier.rank:
+        loc = ("features", feature, "escalation_tier")
+        issues.append(
+            ConfigIssue(
+                _dotted(loc),
+                f"{cfg.escalation_tier.value!r} is below features.{feature}.default_tier "
+                f"{cfg.default_tier.value!r}: escalating must not go to a cheaper tier",
+                f"set it at or above default_tier ({_fix_hint(loc, layers, path)})",
+            )
+        )
     return issues
 
 

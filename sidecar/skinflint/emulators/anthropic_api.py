@@ -106,6 +106,19 @@ class _Reply:
     thinking_tokens: int | None = None
 
 
+def _misbehave(kind: str) -> _Reply:
+    """The scripted bad reply of a ``Fault(reply=...)`` (see ``common.Fault``)."""
+    if kind == "empty":
+        return _Reply([], "end_turn", None, 1)
+    text = "I can't help with that." if kind == "refusal" else "{not json"
+    block = _OutBlock(
+        final={"type": "text", "text": text},
+        start={"type": "text", "text": ""},
+        deltas=[{"type": "text_delta", "text": text}],
+    )
+    return _Reply([block], "refusal" if kind == "refusal" else "end_turn", None, 6)
+
+
 class AnthropicEmulator(Emulator):
     """The Messages API on a local port. See the module docstring for the rules.
 
@@ -230,6 +243,8 @@ class AnthropicEmulator(Emulator):
         try:
             await self.pause(self.latency)  # "prefill": parallel requests all miss meanwhile
             reply = self._generate(parsed)
+            if fault is not None and fault.reply is not None:
+                reply = _misbehave(fault.reply)
         except BaseException:
             self.cache.abandon(writer)
             raise

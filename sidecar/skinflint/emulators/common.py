@@ -34,7 +34,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 from aiohttp import web
 
@@ -217,6 +217,10 @@ class Fault:
       (Anthropic ``event: error``, OpenAI ``data: {"error": ...}``) and ends;
     * ``stream_cut_after=K``: a streaming response sends K events and ends without its
       terminal event (``cut_abort=True`` resets the connection; ``False`` ends the body cleanly);
+    * ``reply``: answer 200 with a misbehaving reply instead of the generated one (the
+      Anthropic emulator): ``"refusal"`` (stop reason ``refusal``, a short refusal text),
+      ``"empty"`` (no content, ``end_turn``) or ``"invalid_json"`` (text that is not JSON).
+      Used to exercise cascade checks;
     * only ``latency``: delay the response by that many seconds.
 
     ``latency`` also applies before an error. ``path`` limits the fault to one route.
@@ -236,15 +240,19 @@ class Fault:
     stream_cut_after: int | None = None
     cut_abort: bool = True
     path: str | None = None
+    reply: Literal["refusal", "empty", "invalid_json"] | None = None
 
     def __post_init__(self) -> None:
         kinds = [
             self.status is not None,
             self.stream_error_after is not None,
             self.stream_cut_after is not None,
+            self.reply is not None,
         ]
         if sum(kinds) > 1:
-            raise ValueError("a Fault is one of: status, stream_error_after, stream_cut_after")
+            raise ValueError(
+                "a Fault is one of: status, stream_error_after, stream_cut_after, reply"
+            )
         if self.times < 1:
             raise ValueError("Fault.times must be >= 1")
         if self.status is not None and not 400 <= self.status <= 599:
@@ -460,7 +468,7 @@ class Emulator:
             await asyncio.sleep(fault.latency)
         if fault.status is not None:
             raise self.fault_error(fault)
-        return fault if fault.is_stream_fault else None
+        return fault if fault.is_stream_fault or fault.reply is not None else None
 
     def response_headers(self, request: web.Request) -> dict[str, str]:
         return {self.request_id_header: request[REQUEST_ID]}

@@ -21,7 +21,9 @@ a call that fails releases everything (failed attempts are not billed by provide
 commits its ``done`` usage; a stream cut after content was sent commits the worst case of the
 model that was streaming (the provider billed something, the amount is unknown: never zero). A
 stream cannot pass a hard limit: the provider stops at ``max_tokens``, which the reservation
-already covers in full.
+already covers in full. A cascade (``cascade``) reserves its cheap and its strong worst case
+together, since both attempts may be billed; a budget that cannot hold both runs the cheap
+route alone (said in the route reason).
 
 The results are domain objects (``Completion``, ``Started`` and the provider deltas); the
 transport turns them into wire messages.
@@ -58,7 +60,8 @@ from skinflint.pipeline.budgets import (
     prompt_pieces,
     worst_case_nanousd,
 )
-from skinflint.pipeline.dispatch import Deadline, Dispatcher, Outcome, Prepare
+from skinflint.pipeline.cascade import combine, failed_check
+from skinflint.pipeline.dispatch import BreakerState, Deadline, Dispatcher, Outcome, Prepare
 from skinflint.pipeline.pricing import Bill, bill
 from skinflint.pipeline.prompt_cache import PromptCachePlanner
 from skinflint.pipeline.response_cache import (
@@ -68,6 +71,7 @@ from skinflint.pipeline.response_cache import (
     ResponseCacheLayer,
     hit_bill,
 )
+from skinflint.pipeline.router_model import RouterModel
 from skinflint.pipeline.routing import Candidate, Route, resolve
 from skinflint.providers.base import (
     CachePlan,
@@ -150,8 +154,10 @@ class CompletePipeline:
         dispatcher: Dispatcher,
         guard: BudgetGuard,
         cache: ResponseCacheLayer,
+        router: RouterModel | None = None,
     ) -> None:
         self._settings = settings
+        self._router = router
         self._prices = prices
         self._planner = planner
         self._dispatcher = dispatcher
@@ -299,8 +305,17 @@ class CompletePipeline:
         self, call: Call, decision: CacheDecision, deadline: Deadline
     ) -> Completion:
         timeout_s = deadline.remaining()
-        route = resolve(call, self._settings, self._prices)
+        route = self._resolve(call, cascade=True)
         plans: dict[Candidate, CachePlan] = {}
+        if route.escalation is not None:
+            cascaded = await self._admit_cascade(call, route, plans, timeout_s)
+            if cascaded is not None:
+                return await self._cascade(call, route, decision, deadline, plans, *cascaded)
+            route = Route(
+                route.candidates,
+                route.tier,
+                f"{route.reason}; cascade off: the budget cannot hold both attempts",
+            )
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
         try:
             response, outcome = await self._dispatcher.complete(
@@ -326,7 +341,7 @@ class CompletePipeline:
         self, call: Call, decision: CacheDecision, deadline: Deadline
     ) -> AsyncIterator[StreamItem]:
         timeout_s = deadline.remaining()
-        route = resolve(call, self._settings, self._prices)
+        route = self._resolve(call, cascade=False)
         plans: dict[Candidate, CachePlan] = {}
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
         outcome: Outcome | None = None
@@ -365,6 +380,107 @@ class CompletePipeline:
                         nanousd=worst.by_candidate.get(outcome.candidate, 0),
                         tokens=worst.tokens,
                     )
+
+    # -- routing and cascades -------------------------------------------------------------
+
+    def _resolve(self, call: Call, *, cascade: bool) -> Route:
+        breakers = self._dispatcher.breakers
+        return resolve(
+            call,
+            self._settings,
+            self._prices,
+            router=self._router,
+            healthy=lambda name: breakers.state(name) is not BreakerState.OPEN,
+            cascade=cascade,
+        )
+
+    async def _admit_cascade(
+        self,
+        call: Call,
+        route: Route,
+        plans: dict[Candidate, CachePlan],
+        timeout_s: float | None,
+    ) -> tuple[WorstCase, Hold] | None:
+        """Reserve both attempts of a cascade at once (cheap worst case + strong worst case);
+        None when a budget refuses (the caller then runs the cheap route alone)."""
+        assert route.escalation is not None
+        if not await self._guard.matching(call.attribution):
+            return WorstCase(0, 0, {}), Hold(call.request_id, (), (), 0, 0)
+        self._plan_primary(call, route, plans)
+        self._plan_primary(call, route.escalation, plans)
+        first = self.worst_case(call, route.candidates, plans)
+        second = self.worst_case(call, route.escalation.candidates, plans)
+        cfg = self._settings.budgets
+        ttl_s = (timeout_s if timeout_s is not None else cfg.reservation_ttl_s) + (
+            cfg.reservation_margin_s
+        )
+        result = await self._guard.reserve(
+            call.request_id,
+            call.attribution,
+            nanousd=first.nanousd + second.nanousd,
+            tokens=first.tokens + second.tokens,
+            ttl_s=ttl_s,
+        )
+        return (first, result) if isinstance(result, Hold) else None
+
+    async def _cascade(
+        self,
+        call: Call,
+        route: Route,
+        decision: CacheDecision,
+        deadline: Deadline,
+        plans: dict[Candidate, CachePlan],
+        worst: WorstCase,
+        hold: Hold,
+    ) -> Completion:
+        """The cheap route, then the escalation route if its answer fails a check (see
+        ``cascade``); the answer's cost, usage and route reason cover both attempts."""
+        escalation = route.escalation
+        assert escalation is not None
+        prepare = self._preparer(call, plans)
+        try:
+            response, outcome = await self._dispatcher.complete(route.candidates, prepare, deadline)
+        except BaseException:
+            await self._guard.release(hold)
+            raise
+        try:
+            first = self._completion(call, route, outcome, plans, response, decision)
+        except BaseException:
+            cost = worst.by_candidate.get(outcome.candidate, 0)
+            await self._guard.commit(hold, nanousd=cost, tokens=worst.tokens)
+            raise
+        failure = failed_check(call, response, route.checks)
+        if failure is None:
+            reason = f"{first.served.route_reason}; cascade: the answer passed every check"
+            completion = replace(first, served=replace(first.served, route_reason=reason))
+            self._cache.put(decision, _entry(completion))
+            return await self._commit(hold, completion)
+        spent = first.usage.prompt_tokens + first.usage.output_tokens
+        try:
+            response, second_outcome = await self._dispatcher.complete(
+                escalation.candidates, prepare, deadline
+            )
+            final = self._completion(call, escalation, second_outcome, plans, response, decision)
+        except BaseException:
+            # The first attempt was billed; the escalation failed (or could not be priced).
+            await self._guard.commit(hold, nanousd=first.bill.cost_nanousd, tokens=spent)
+            raise
+        reason = (
+            f"{route.reason}; cascade escalated: the answer of {outcome.candidate.qualified} "
+            f"failed check {failure} (that attempt cost {first.bill.cost_nanousd} nano-USD, "
+            f"included in the cost); {final.served.route_reason}"
+        )
+        served = replace(
+            final.served, route_reason=reason, attempts=outcome.attempts + second_outcome.attempts
+        )
+        completion = replace(
+            final,
+            served=served,
+            usage=_add_usage(first.usage, final.usage),
+            bill=combine(first.bill, final.bill),
+        )
+        self._cache.put(decision, _entry(completion))
+        return await self._commit(hold, completion)
 
     # -- budgets --------------------------------------------------------------------------
 
@@ -586,6 +702,18 @@ def _entry(completion: Completion) -> Entry:
         model=served.model,
         tier=served.tier,
         bill=completion.bill,
+    )
+
+
+def _add_usage(a: Usage, b: Usage) -> Usage:
+    """Both attempts' tokens of a cascade (what was billed, and what budgets are charged)."""
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cache_read_tokens=a.cache_read_tokens + b.cache_read_tokens,
+        cache_write_5m_tokens=a.cache_write_5m_tokens + b.cache_write_5m_tokens,
+        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
     )
 
 
