@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from skinflint.config import CacheL2Config
@@ -329,20 +330,19 @@ class RedisL2:
 
     async def _exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` pipelined on one connection and read their replies (the caller
-        bounds the whole exchange with a timeout)."""
+        bounds the whole exchange with a timeout). A connection from the free list that turns
+        out dead (Redis restarted since it was last used) is retried once, reconnected: every
+        command sent here is idempotent."""
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._pool.get_connection()
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._pool.get_connection()
             try:
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                replies = []
-                for _ in commands:
-                    replies.append(await conn.read_response())
-                return replies
-            except BaseException:
-                # Cut off midway (error, timeout, cancellation): replies may still be due on
-                # this socket, so drop it; it reconnects on next use.
-                await conn.disconnect(nowait=True)
-                raise
+                try:
+                    return await _send(conn, commands)
+                except (RedisConnectionError, OSError):
+                    if not reused:
+                        raise
+                    return await _send(conn, commands)
             finally:
                 self._idle.append(conn)
 
@@ -358,6 +358,17 @@ class RedisL2:
             self._writer = None
         self._idle.clear()
         await self._pool.disconnect()
+
+
+async def _send(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """One pipelined exchange; a connection cut off midway (error, timeout, cancellation) may
+    still have replies due, so it is dropped (and reconnects on next use)."""
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        return [await conn.read_response() for _ in commands]
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
 
 
 def open_cache_l2(cfg: CacheL2Config) -> RedisL2 | None:
