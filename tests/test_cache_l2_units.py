@@ -1,0 +1,218 @@
+"""The fleet L2 tier on its own, against a real redis-server: sealing, what a read refuses,
+the bounded write queue, and failures that must never reach the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis
+from l2_fixtures import RedisServer, fresh_prefix, own_redis
+from redis_fixtures import _free_port, redis_url
+from structlog.testing import capture_logs
+
+from skinflint.config import CacheL2Config, load_settings
+from skinflint.errors import ConfigError
+from skinflint.pipeline.cache_l2 import RedisL2, open_cache_l2, seal, unseal
+
+# The fixtures are imported, not registered with pytest_plugins, so only this module sees them.
+__all__ = ["own_redis", "redis_url"]
+
+KEY = bytes(range(16))
+OTHER = bytes(range(1, 17))
+
+
+@pytest.fixture
+async def make_l2() -> AsyncIterator[Callable[..., RedisL2]]:
+    made: list[RedisL2] = []
+
+    def make(url: str, **options: Any) -> RedisL2:
+        cfg = CacheL2Config(backend="redis", redis_url=url, **options)
+        l2 = RedisL2(cfg)
+        made.append(l2)
+        return l2
+
+    yield make
+    for l2 in made:
+        await l2.aclose()
+
+
+# -- sealing ---------------------------------------------------------------------------------
+
+
+def test_a_sealed_value_opens_only_under_its_own_key() -> None:
+    value = b'{"v":1,"content":[]}'
+    sealed = seal(KEY, value)
+    assert unseal(KEY, sealed) == value
+    assert unseal(OTHER, sealed) is None
+    assert unseal(KEY, seal(OTHER, value)) is None
+
+
+def test_any_flipped_bit_or_truncation_is_refused() -> None:
+    sealed = seal(KEY, b"an answer")
+    for i in range(len(sealed)):
+        for bit in (0x01, 0x80):
+            damaged = bytearray(sealed)
+            damaged[i] ^= bit
+            assert unseal(KEY, bytes(damaged)) is None, (i, bit)
+    for n in range(len(sealed)):
+        assert unseal(KEY, sealed[:n]) is None
+    assert unseal(KEY, b"") is None
+    assert unseal(KEY, os.urandom(200)) is None
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+async def test_a_written_value_reads_back_with_its_remaining_ttl(
+    make_l2: Callable[..., RedisL2], redis_url: str
+) -> None:
+    l2 = make_l2(redis_url, prefix=fresh_prefix())
+    assert await l2.get(KEY) is None
+    l2.put(KEY, b"value", 60_000)
+    assert await l2.flush(10)
+    found = await l2.get(KEY)
+    assert found is not None
+    value, ttl_ms = found
+    assert value == b"value"
+    assert 0 < ttl_ms <= 60_000
+    assert await l2.get(OTHER) is None
+    assert (l2.stats.hits, l2.stats.misses, l2.stats.writes) == (1, 2, 1)
+
+
+@pytest.mark.parametrize("kind", ["hash", "no-ttl", "garbage"])
+async def test_a_foreign_value_is_a_miss_and_not_an_outage(
+    make_l2: Callable[..., RedisL2], redis_url: str, kind: str
+) -> None:
+    prefix = fresh_prefix()
+    l2 = make_l2(redis_url, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    rkey = l2.redis_key(KEY)
+    if kind == "hash":
+        client.hset(rkey, "field", "value")
+    elif kind == "no-ttl":
+        client.set(rkey, seal(KEY, b"value"))  # well sealed, but set to live forever
+    else:
+        client.set(rkey, b"not a sealed value", px=60_000)
+    with capture_logs() as logs:
+        assert await l2.get(KEY) is None
+        assert await l2.get(KEY) is None
+    assert l2.stats.rejected == 2
+    assert not l2.down
+    rejected = [e for e in logs if e["event"] == "cache_l2_value_rejected"]
+    assert len(rejected) == 1  # rate-limited
+    assert rejected[0]["log_level"] == "warning"
+    client.delete(rkey)
+    client.close()
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+async def test_a_full_write_queue_drops_counts_and_warns_once(
+    make_l2: Callable[..., RedisL2], redis_url: str
+) -> None:
+    l2 = make_l2(redis_url, prefix=fresh_prefix(), write_queue=2)
+    with capture_logs() as logs:
+        for i in range(5):  # no await in between: the writer has not taken any yet
+            l2.put(bytes([i]) * 16, b"value", 60_000)
+    assert l2.stats.dropped == 3
+    assert l2.pending == 2
+    full = [e for e in logs if e["event"] == "cache_l2_write_queue_full"]
+    assert len(full) == 1 and full[0]["log_level"] == "warning"
+    assert await l2.flush(10)
+    assert l2.stats.writes == 2
+    assert l2.pending == 0
+
+
+async def test_the_ttl_sent_is_what_is_left_when_the_write_leaves(
+    make_l2: Callable[..., RedisL2], own_redis: RedisServer
+) -> None:
+    l2 = make_l2(own_redis.url, prefix="p:", write_timeout_ms=30_000)
+    client = own_redis.client()
+    client.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    try:
+        l2.put(KEY, b"first", 60_000)  # taken by the writer, then held by the pause
+        await asyncio.sleep(0)
+        l2.put(OTHER, b"second", 60_000)  # queued behind it
+        await asyncio.sleep(0.5)
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
+    assert await l2.flush(10)
+    # The second write waited at least 0.5s in the queue; it was sent with that much less.
+    assert client.pttl(l2.redis_key(OTHER)) <= 59_500
+    client.close()
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+async def test_nothing_listening_is_a_miss_with_one_warning(
+    make_l2: Callable[..., RedisL2],
+) -> None:
+    l2 = make_l2(f"redis://127.0.0.1:{_free_port()}/0", retry_after_ms=60_000)
+    with capture_logs() as logs:
+        for _ in range(5):
+            assert await l2.get(KEY) is None
+            l2.put(KEY, b"value", 60_000)
+        assert await l2.flush(10)
+    assert l2.down
+    assert l2.stats.read_errors == 1  # then skipped until retry_after_ms
+    assert l2.stats.read_skipped == 4
+    assert l2.stats.write_skipped == 5
+    warnings = [e for e in logs if e["event"].startswith("cache_l2")]
+    assert [e["event"] for e in warnings] == ["cache_l2_unavailable"]
+    assert warnings[0]["operation"] == "read"
+
+
+async def test_a_restarted_redis_is_used_again_through_stale_connections(
+    make_l2: Callable[..., RedisL2], own_redis: RedisServer
+) -> None:
+    l2 = make_l2(own_redis.url, prefix="p:")
+    l2.put(KEY, b"value", 60_000)
+    assert await l2.flush(10)
+    assert await l2.get(KEY) is not None  # its connection is now idle in the free list
+    own_redis.stop()
+    own_redis.start()  # empty, same port: the idle connection is dead
+    assert await l2.get(KEY) is None
+    assert not l2.down  # the stale connection was replaced, not taken for an outage
+    assert l2.stats.misses == 1
+    l2.put(KEY, b"again", 60_000)
+    assert await l2.flush(10)
+    found = await l2.get(KEY)
+    assert found is not None and found[0] == b"again"
+
+
+async def test_close_sends_what_is_queued(make_l2: Callable[..., RedisL2], redis_url: str) -> None:
+    prefix = fresh_prefix()
+    l2 = make_l2(redis_url, prefix=prefix)
+    for i in range(10):
+        l2.put(bytes([i]) * 16, b"value", 60_000)
+    await l2.aclose()
+    client = redis.Redis.from_url(redis_url)
+    assert len(list(client.scan_iter(match=f"{prefix}rc:*"))) == 10
+    client.close()
+    l2.put(KEY, b"after close", 60_000)  # ignored, never an error
+    assert l2.pending == 0
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+async def test_l2_is_off_by_default_and_needs_a_url_when_on() -> None:
+    assert open_cache_l2(load_settings(None, env={}).cache.l2) is None
+    with pytest.raises(ConfigError, match=r"cache\.l2\.redis_url"):
+        load_settings(None, env={"SKINFLINT__CACHE__L2__BACKEND": "redis"})
+    settings = load_settings(
+        None,
+        env={
+            "SKINFLINT__CACHE__L2__BACKEND": "redis",
+            "SKINFLINT__CACHE__L2__REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+    )
+    l2 = open_cache_l2(settings.cache.l2)
+    assert isinstance(l2, RedisL2)
+    await l2.aclose()
