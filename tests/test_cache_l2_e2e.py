@@ -349,3 +349,23 @@ async def test_write_behind_does_not_hold_the_response(
     assert L2_HIT.fullmatch(hit.served_by.route_reason)
     assert len(fleet.anthropic.requests) == 1
     client.close()
+
+
+async def test_only_sidecars_holding_the_fleet_secret_share_answers(
+    fleet: Fleet, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = fresh_prefix()
+    monkeypatch.setenv("FLEET_L2_KEY", "the fleet's secret")
+    monkeypatch.setenv("OTHER_L2_KEY", "not the fleet's secret")
+    a = await fleet.join("a", l2_yaml(redis_url, prefix, signing_key_env="FLEET_L2_KEY"))
+    b = await fleet.join("b", l2_yaml(redis_url, prefix, signing_key_env="FLEET_L2_KEY"))
+    outsider = await fleet.join("x", l2_yaml(redis_url, prefix, signing_key_env="OTHER_L2_KEY"))
+    await a.stub.Complete(request(HAIKU))
+    await a.flush()
+
+    shared = await b.stub.Complete(request(HAIKU))
+    assert L2_HIT.fullmatch(shared.served_by.route_reason)
+    refused = await outsider.stub.Complete(request(HAIKU))
+    assert refused.served_by.cache_status == pb.CACHE_STATUS_MISS
+    assert outsider.l2.stats.rejected == 1
+    assert len(fleet.anthropic.requests) == 2

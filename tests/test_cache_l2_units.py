@@ -216,3 +216,51 @@ async def test_l2_is_off_by_default_and_needs_a_url_when_on() -> None:
     l2 = open_cache_l2(settings.cache.l2)
     assert isinstance(l2, RedisL2)
     await l2.aclose()
+
+
+# -- signing ---------------------------------------------------------------------------------
+
+
+def test_a_keyed_seal_opens_only_with_the_same_secret() -> None:
+    sealed = seal(KEY, b"value", b"s" * 32)
+    assert unseal(KEY, sealed, b"s" * 32) == b"value"
+    assert unseal(KEY, sealed) is None
+    assert unseal(KEY, sealed, b"t" * 32) is None
+    assert unseal(KEY, seal(KEY, b"value"), b"s" * 32) is None  # unsigned: planted
+
+
+async def test_a_signing_key_must_be_set_when_configured() -> None:
+    cfg = CacheL2Config(
+        backend="redis", redis_url="redis://127.0.0.1:1/0", signing_key_env="FLEET_SECRET"
+    )
+    with pytest.raises(ConfigError, match=r"cache\.l2\.signing_key_env.*FLEET_SECRET"):
+        open_cache_l2(cfg, {})
+    l2 = open_cache_l2(cfg, {"FLEET_SECRET": "correct horse battery staple"})
+    assert isinstance(l2, RedisL2)
+    await l2.aclose()
+
+
+async def test_values_signed_with_another_secret_are_refused(
+    make_l2: Callable[..., RedisL2], redis_url: str
+) -> None:
+    prefix = fresh_prefix()
+    cfg = CacheL2Config(backend="redis", redis_url=redis_url, prefix=prefix, signing_key_env="K")
+    ours = open_cache_l2(cfg, {"K": "fleet secret"})
+    twin = open_cache_l2(cfg, {"K": "fleet secret"})
+    stranger = open_cache_l2(cfg, {"K": "another secret"})
+    unsigned = make_l2(redis_url, prefix=prefix)
+    assert ours is not None and twin is not None and stranger is not None
+    try:
+        ours.put(KEY, b"signed", 60_000)
+        assert await ours.flush(10)
+        found = await twin.get(KEY)
+        assert found is not None and found[0] == b"signed"
+        assert await stranger.get(KEY) is None
+        assert await unsigned.get(KEY) is None
+        unsigned.put(OTHER, b"planted", 60_000)
+        assert await unsigned.flush(10)
+        assert await ours.get(OTHER) is None
+        assert (stranger.stats.rejected, unsigned.stats.rejected, ours.stats.rejected) == (1, 1, 1)
+    finally:
+        for l2 in (ours, twin, stranger):
+            await l2.aclose()

@@ -116,6 +116,9 @@ class CacheL2Config(_Section):
     retry_after_ms: int = Field(1000, ge=1, le=600_000)
     #: At most one warning per this interval while Redis stays unavailable.
     warn_interval_s: float = Field(60.0, ge=0, le=86_400)
+    #: Environment variable holding a secret shared by the fleet; when set, values are sealed
+    #: with a keyed digest, so whoever can write to Redis without it cannot plant an answer.
+    signing_key_env: str | None = Field(None, min_length=1, max_length=128)
 
 
 class CacheConfig(_Section):

@@ -18,6 +18,8 @@ value is sealed: ``SFL2``, a format byte, the native key it was stored under, th
 bytes, then a BLAKE2b-128 digest of all of that. A value whose digest, format or key does not
 match (corrupted, truncated, written by something else, or copied under another key, such as
 another tenant's) is a miss, counted and logged, never an error or someone else's answer.
+With ``cache.l2.signing_key_env`` the digest is keyed with the fleet's secret, so a party that
+can write to Redis but does not hold the secret cannot plant an answer either.
 
 **Outages.** Any failure to talk to Redis (refused, reset, timed out) marks L2 down: it is
 skipped (reads miss at once, writes are dropped and counted) for ``cache.l2.retry_after_ms``,
@@ -34,8 +36,9 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from skinflint.config import CacheL2Config
+from skinflint.errors import ConfigError, ConfigIssue
 from skinflint.logs import get_logger
 
 _log = get_logger("cache_l2")
@@ -55,19 +59,19 @@ _DIGEST = 16
 _BATCH = 64
 
 
-def seal(key: bytes, value: bytes) -> bytes:
-    """``value`` bound to ``key``, with a digest over both (see the module docstring)."""
+def seal(key: bytes, value: bytes, secret: bytes = b"") -> bytes:
+    """``value`` bound to ``key``, with a digest over both (keyed by ``secret`` if any)."""
     body = b"".join((MAGIC, bytes((FORMAT_VERSION,)), key, value))
-    return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
+    return body + hashlib.blake2b(body, digest_size=_DIGEST, key=secret).digest()
 
 
-def unseal(key: bytes, sealed: bytes) -> bytes | None:
-    """The value sealed under ``key``, or None when ``sealed`` is not exactly that."""
+def unseal(key: bytes, sealed: bytes, secret: bytes = b"") -> bytes | None:
+    """The value sealed under ``key`` (with ``secret``), or None when ``sealed`` is not that."""
     head = len(MAGIC) + 1 + len(key)
     if len(sealed) < head + _DIGEST:
         return None
     body, digest = sealed[:-_DIGEST], sealed[-_DIGEST:]
-    expected = hashlib.blake2b(body, digest_size=_DIGEST).digest()
+    expected = hashlib.blake2b(body, digest_size=_DIGEST, key=secret).digest()
     if not hmac.compare_digest(digest, expected):
         return None
     if body[: len(MAGIC)] != MAGIC or body[len(MAGIC)] != FORMAT_VERSION:
@@ -174,9 +178,12 @@ _Write = tuple[bytes, bytes, int, float]  # native key, local value, ttl ms, que
 class RedisL2:
     """The L2 tier on one Redis (see the module docstring)."""
 
-    def __init__(self, cfg: CacheL2Config) -> None:
+    def __init__(self, cfg: CacheL2Config, *, secret: bytes = b"") -> None:
         if not cfg.redis_url:
             raise ValueError("cache.l2.redis_url is required for the redis backend")
+        if len(secret) > 64:
+            raise ValueError("the signing key of a BLAKE2b digest is at most 64 bytes")
+        self._secret = secret
         # A plain pool whose connections, once taken, stay in a LIFO free list (as in the
         # Redis budget store); the slots bound the connections in use. Timeouts are ours
         # (one ``asyncio.timeout`` around an exchange), so the sockets have none.
@@ -237,7 +244,7 @@ class RedisL2:
         if sealed is None:
             self.stats.misses += 1
             return None
-        value = unseal(key, sealed) if isinstance(sealed, bytes) else None
+        value = unseal(key, sealed, self._secret) if isinstance(sealed, bytes) else None
         if value is None:
             self._reject(key, "the value does not match its key, format or digest")
             return None
@@ -304,7 +311,8 @@ class RedisL2:
         for key, value, ttl_ms, queued_at in batch:
             left = ttl_ms - int((now - queued_at) * 1000)
             if left > 0:
-                commands.append((b"SET", self.redis_key(key), seal(key, value), b"PX", left))
+                sealed = seal(key, value, self._secret)
+                commands.append((b"SET", self.redis_key(key), sealed, b"PX", left))
         if not commands:
             return
         try:
@@ -371,11 +379,31 @@ async def _send(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         raise
 
 
-def open_cache_l2(cfg: CacheL2Config) -> RedisL2 | None:
-    """The configured L2 tier, or None when ``cache.l2.backend`` is ``none``."""
+def open_cache_l2(cfg: CacheL2Config, environ: Mapping[str, str] = os.environ) -> RedisL2 | None:
+    """The configured L2 tier, or None when ``cache.l2.backend`` is ``none``.
+
+    Raises:
+        ConfigError: ``cache.l2.signing_key_env`` names a variable that is not set.
+    """
     if cfg.backend == "none":
         return None
-    return RedisL2(cfg)
+    secret = b""
+    if cfg.signing_key_env is not None:
+        text = environ.get(cfg.signing_key_env, "")
+        if not text:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        "cache.l2.signing_key_env",
+                        f"the environment variable {cfg.signing_key_env} is not set or empty",
+                        "set it to the fleet's shared secret on every sidecar, or remove "
+                        "cache.l2.signing_key_env",
+                    )
+                ]
+            )
+        # Any length in, the 32 bytes of a digest out (a BLAKE2b key is at most 64).
+        secret = hashlib.blake2b(text.encode(), digest_size=32, person=b"skinflint-l2").digest()
+    return RedisL2(cfg, secret=secret)
 
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "L2Stats", "RedisL2", "open_cache_l2", "seal", "unseal"]
