@@ -264,3 +264,28 @@ async def test_values_signed_with_another_secret_are_refused(
     finally:
         for l2 in (ours, twin, stranger):
             await l2.aclose()
+
+
+async def test_a_redis_refusing_us_is_an_outage_not_a_failed_call(
+    make_l2: Callable[..., RedisL2], own_redis: RedisServer
+) -> None:
+    client = own_redis.client()
+    client.config_set("requirepass", "sesame")  # this sidecar's URL carries no password
+    l2 = make_l2(own_redis.url, prefix="p:", retry_after_ms=1)
+    with capture_logs() as logs:
+        assert await l2.get(KEY) is None
+        l2.put(KEY, b"value", 60_000)
+        assert await l2.flush(10)
+    assert l2.down
+    assert l2.stats.writes == 0
+    assert [e["event"] for e in logs] == ["cache_l2_unavailable"]
+    assert "sesame" not in str(logs)
+    client.execute_command("AUTH", "sesame")
+    client.config_set("requirepass", "")
+    await asyncio.sleep(0.01)
+    l2.put(KEY, b"value", 60_000)
+    assert await l2.flush(10)
+    assert not l2.down
+    found = await l2.get(KEY)
+    assert found is not None and found[0] == b"value"
+    client.close()

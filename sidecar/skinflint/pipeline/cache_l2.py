@@ -232,9 +232,13 @@ class RedisL2:
         try:
             async with asyncio.timeout(self._read_timeout):
                 sealed, pttl = await self._exchange(((b"GET", rkey), (b"PTTL", rkey)))
-        except ResponseError as exc:  # not a string at that key: someone else's, a miss
-            self._health.succeeded()
-            self._reject(key, f"Redis answered an error: {exc}")
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):  # not a string at that key: someone else's
+                self._health.succeeded()
+                self._reject(key, "the key holds another type")
+                return None
+            self.stats.read_errors += 1
+            self._health.failed("read", exc)
             return None
         except (RedisError, OSError, TimeoutError) as exc:
             self.stats.read_errors += 1
