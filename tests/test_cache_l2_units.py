@@ -289,3 +289,18 @@ async def test_a_redis_refusing_us_is_an_outage_not_a_failed_call(
     found = await l2.get(KEY)
     assert found is not None and found[0] == b"value"
     client.close()
+
+
+@pytest.mark.parametrize(("interval_s", "still"), [(0.0, 3), (3600.0, 0)])
+async def test_while_down_failed_probes_warn_at_most_once_per_interval(
+    make_l2: Callable[..., RedisL2], interval_s: float, still: int
+) -> None:
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    l2 = make_l2(url, retry_after_ms=1, warn_interval_s=interval_s)
+    with capture_logs() as logs:
+        for _ in range(4):
+            assert await l2.get(KEY) is None
+            await asyncio.sleep(0.01)  # past retry_after_ms: the next read is a probe
+    assert l2.stats.read_errors == 4
+    events = [e["event"] for e in logs]
+    assert events == ["cache_l2_unavailable"] + ["cache_l2_still_unavailable"] * still
