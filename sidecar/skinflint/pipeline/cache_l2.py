@@ -407,6 +407,13 @@ def open_cache_l2(cfg: CacheL2Config, environ: Mapping[str, str] = os.environ) -
             )
         # Any length in, the 32 bytes of a digest out (a BLAKE2b key is at most 64).
         secret = hashlib.blake2b(text.encode(), digest_size=32, person=b"skinflint-l2").digest()
+    _log.info(
+        "cache_l2_enabled",
+        prefix=cfg.prefix,
+        timeout_ms=cfg.timeout_ms,
+        write_queue=cfg.write_queue,
+        signed=bool(secret),
+    )
     return RedisL2(cfg, secret=secret)
 
 
