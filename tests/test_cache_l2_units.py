@@ -304,3 +304,39 @@ async def test_while_down_failed_probes_warn_at_most_once_per_interval(
     assert l2.stats.read_errors == 4
     events = [e["event"] for e in logs]
     assert events == ["cache_l2_unavailable"] + ["cache_l2_still_unavailable"] * still
+
+
+async def test_concurrent_reads_over_few_connections_each_get_their_own_value(
+    make_l2: Callable[..., RedisL2], redis_url: str
+) -> None:
+    l2 = make_l2(
+        redis_url, prefix=fresh_prefix(), max_connections=3, write_queue=1000, timeout_ms=10_000
+    )
+    keys = [i.to_bytes(16, "big") for i in range(200)]
+    for i, key in enumerate(keys):
+        l2.put(key, f"value {i}".encode(), 60_000)
+    assert await l2.flush(10)
+    found = await asyncio.gather(*(l2.get(key) for key in keys))
+    assert [f[0] if f else None for f in found] == [f"value {i}".encode() for i in range(200)]
+    assert l2.stats.hits == 200
+    assert l2.stats.rejected == 0
+
+
+async def test_no_free_connection_within_the_timeout_is_a_miss_not_an_outage(
+    make_l2: Callable[..., RedisL2], redis_url: str
+) -> None:
+    l2 = make_l2(redis_url, prefix=fresh_prefix(), max_connections=1, timeout_ms=300)
+    l2.put(KEY, b"value", 60_000)
+    assert await l2.flush(10)
+    await l2._slots.acquire()  # every connection busy (a test may hold one)
+    try:
+        with capture_logs() as logs:
+            assert await l2.get(KEY) is None
+            assert await l2.get(KEY) is None
+    finally:
+        l2._slots.release()
+    assert l2.stats.read_busy == 2
+    assert not l2.down
+    assert [e["event"] for e in logs] == ["cache_l2_busy"]
+    found = await l2.get(KEY)
+    assert found is not None and found[0] == b"value"

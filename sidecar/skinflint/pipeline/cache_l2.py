@@ -92,6 +92,8 @@ class L2Stats:
     #: Reads that failed (Redis unavailable or too slow) or were skipped while it was down.
     read_errors: int = 0
     read_skipped: int = 0
+    #: Reads that found no free connection within the read timeout (a miss, not an outage).
+    read_busy: int = 0
     writes: int = 0
     write_errors: int = 0
     #: Writes dropped because the queue was full, or skipped while Redis was down.
@@ -202,6 +204,7 @@ class RedisL2:
         self._queue: asyncio.Queue[_Write] = asyncio.Queue(cfg.write_queue)
         self._queue_full_warn = _Every(cfg.warn_interval_s)
         self._rejected_warn = _Every(cfg.warn_interval_s)
+        self._busy_warn = _Every(cfg.warn_interval_s)
         self._pending = 0
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -229,9 +232,20 @@ class RedisL2:
             self.stats.read_skipped += 1
             return None
         rkey = self.redis_key(key)
+        deadline = asyncio.get_running_loop().time() + self._read_timeout
+        # Waiting for a free connection is this sidecar's own queue, not Redis being down:
+        # running out of time there is a miss, not an outage.
         try:
-            async with asyncio.timeout(self._read_timeout):
-                sealed, pttl = await self._exchange(((b"GET", rkey), (b"PTTL", rkey)))
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            self._busy()
+            return None
+        try:
+            async with asyncio.timeout_at(deadline):
+                sealed, pttl = await self._exchange(
+                    ((b"GET", rkey), (b"PTTL", rkey)), slot_held=True
+                )
         except ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):  # not a string at that key: someone else's
                 self._health.succeeded()
@@ -257,6 +271,16 @@ class RedisL2:
             return None
         self.stats.hits += 1
         return value, pttl
+
+    def _busy(self) -> None:
+        self.stats.read_busy += 1
+        if self._busy_warn(time.monotonic()):
+            _log.warning(
+                "cache_l2_busy",
+                read_busy=self.stats.read_busy,
+                note="every connection was in use for the whole read timeout; treated as a "
+                "miss (raise cache.l2.max_connections or cache.l2.timeout_ms)",
+            )
 
     def _reject(self, key: bytes, reason: str) -> None:
         self.stats.rejected += 1
@@ -340,12 +364,17 @@ class RedisL2:
 
     # -- connections ----------------------------------------------------------------------
 
-    async def _exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _exchange(
+        self, commands: Sequence[tuple[Any, ...]], *, slot_held: bool = False
+    ) -> list[Any]:
         """Send ``commands`` pipelined on one connection and read their replies (the caller
         bounds the whole exchange with a timeout). A connection from the free list that turns
         out dead (Redis restarted since it was last used) is retried once, reconnected: every
-        command sent here is idempotent."""
-        async with self._slots:
+        command sent here is idempotent. ``slot_held``: the caller acquired a slot, released
+        here."""
+        if not slot_held:
+            await self._slots.acquire()
+        try:
             reused = bool(self._idle)
             conn = self._idle.pop() if reused else await self._pool.get_connection()
             try:
@@ -357,6 +386,8 @@ class RedisL2:
                     return await _send(conn, commands)
             finally:
                 self._idle.append(conn)
+        finally:
+            self._slots.release()
 
     async def aclose(self) -> None:
         """Send what is queued (within the write timeout, while Redis is up), then close."""
