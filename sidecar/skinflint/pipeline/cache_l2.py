@@ -26,6 +26,8 @@ skipped (reads miss at once, writes are dropped and counted) for ``cache.l2.retr
 then one call probes it again; a success brings it back. The caller never sees an error. A
 WARNING is logged when it goes down and at most once per ``cache.l2.warn_interval_s`` while it
 stays down; recovery is logged at INFO. redis-py reconnects a dropped connection on next use.
+A read that finds no free connection (``cache.l2.max_connections``) within its timeout is a
+miss counted as ``read_busy``, not an outage: the queue is this sidecar's, not Redis's.
 
 The URL (which may carry a password) is never logged.
 """
