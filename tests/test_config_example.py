@@ -23,3 +23,5 @@ def test_example_config_names_every_top_level_and_section_key() -> None:
     for section in ("server", "cache", "logging"):
         model = type(getattr(load_settings(EXAMPLE, env={}), section))
         assert set(documented[section]) == set(model.model_fields), section
+    l2 = load_settings(EXAMPLE, env={}).cache.l2
+    assert set(documented["cache"]["l2"]) == set(type(l2).model_fields)

@@ -43,6 +43,7 @@ from skinflint.ledger import Ledger, record_of
 from skinflint.logs import get_logger
 from skinflint.pipeline.budget_guard import Budget, BudgetGuard
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
+from skinflint.pipeline.cache_l2 import open_cache_l2
 from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
 from skinflint.pipeline.dispatch import Dispatcher
 from skinflint.pipeline.history import History
@@ -97,13 +98,15 @@ class App:
         self.budgets = BudgetGuard(
             store, seed=settings.budgets.seed, meter_provider=self.telemetry.meter_provider
         )
+        #: The fleet L2 behind the local cache (``cache.l2``), or None.
+        self.cache_l2 = open_cache_l2(settings.cache.l2)
         self._complete = CompletePipeline(
             settings,
             self.prices,
             PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
             self.dispatcher,
             self.budgets,
-            ResponseCacheLayer(settings, cache, rule_sets),
+            ResponseCacheLayer(settings, cache, rule_sets, self.cache_l2),
             router=RouterModel.load(),
         )
 
@@ -175,6 +178,8 @@ class App:
         try:
             await aclose_all(providers)
             await self.budgets.store.aclose()
+            if self.cache_l2 is not None:
+                await self.cache_l2.aclose()
         finally:
             self.close()
 

@@ -108,6 +108,32 @@ class ServerConfig(_Section):
         return value
 
 
+class CacheL2Config(_Section):
+    """The optional fleet L2: a Redis shared by the sidecars of a fleet, behind the local LMDB
+    tier (read-through on a local miss, write-behind after a store). An outage is local-only."""
+
+    #: ``none`` (default): local only; ``redis``: share answers through ``redis_url``.
+    backend: Literal["none", "redis"] = "none"
+    redis_url: str | None = None
+    #: Prefix of every L2 key (fleets, or tests, sharing one Redis differ by it).
+    prefix: str = Field("skinflint:", min_length=1, max_length=64)
+    #: Bound on one L2 read (connect included): a slow Redis cannot stall a miss longer.
+    timeout_ms: int = Field(50, ge=1, le=10_000)
+    #: Bound on one background batch of writes.
+    write_timeout_ms: int = Field(1000, ge=1, le=60_000)
+    #: Writes waiting for Redis; beyond it a write is dropped (counted and logged).
+    write_queue: int = Field(1024, ge=1, le=1_000_000)
+    #: Connections to Redis at most (reads past it wait, within ``timeout_ms``).
+    max_connections: int = Field(16, ge=1, le=1024)
+    #: After a failure, how long L2 is skipped (local only) before Redis is tried again.
+    retry_after_ms: int = Field(1000, ge=1, le=600_000)
+    #: At most one warning per this interval while Redis stays unavailable.
+    warn_interval_s: float = Field(60.0, ge=0, le=86_400)
+    #: Environment variable holding a secret shared by the fleet; when set, values are sealed
+    #: with a keyed digest, so whoever can write to Redis without it cannot plant an answer.
+    signing_key_env: str | None = Field(None, min_length=1, max_length=128)
+
+
 class CacheConfig(_Section):
     """The embedded response cache (LMDB under ``<data_dir>/cache``)."""
 
@@ -117,6 +143,8 @@ class CacheConfig(_Section):
     durable: bool = False
     #: Rule set for features that do not name one: a built-in name or one of ``rule_sets``.
     rule_set: str = "conservative"
+    #: The optional shared tier behind this one (``cache.l2.backend``; default none).
+    l2: CacheL2Config = CacheL2Config()
 
 
 class RuleSetConfig(_Section):
@@ -778,6 +806,7 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
     issues += _compile_issues(settings)
     issues += _model_issues(settings, layers, path)
     issues += _budget_issues(settings, layers, path)
+    issues += _cache_l2_issues(settings, layers, path)
     return issues
 
 
@@ -807,6 +836,20 @@ def _routing_issues(
             )
         )
     return issues
+
+
+def _cache_l2_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
+    cfg = settings.cache.l2
+    if cfg.backend != "redis" or cfg.redis_url:
+        return []
+    loc = ("cache", "l2", "redis_url")
+    return [
+        ConfigIssue(
+            "cache.l2.redis_url",
+            "required when cache.l2.backend is redis",
+            f"set it to redis://host:6379/0 ({_fix_hint(loc, layers, path)})",
+        )
+    ]
 
 
 def _budget_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:

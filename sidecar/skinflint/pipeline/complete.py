@@ -172,6 +172,9 @@ class CompletePipeline:
         entry = self._cache.get(decision)
         if entry is not None:
             return await self._answer(call, decision, entry, CacheStatus.EXACT)
+        entry = await self._cache.get_l2(decision)
+        if entry is not None:
+            return await self._answer(call, decision, entry, CacheStatus.EXACT, l2=True)
         if decision.coalesce:
             for _ in range(MAX_COALESCE_WAITS):
                 future, leading = self._cache.join(decision)
@@ -197,8 +200,12 @@ class CompletePipeline:
         deadline = Deadline(timeout_s)
         decision = self._cache.decide(call)
         entry = self._cache.get(decision)
+        l2 = False
+        if entry is None:
+            entry = await self._cache.get_l2(decision)
+            l2 = entry is not None
         if entry is not None:
-            async for item in self._replay(call, decision, entry, CacheStatus.EXACT):
+            async for item in self._replay(call, decision, entry, CacheStatus.EXACT, l2=l2):
                 yield item
             return
         if decision.coalesce:
@@ -247,7 +254,13 @@ class CompletePipeline:
             ) from None
 
     async def _answer(
-        self, call: Call, decision: CacheDecision, entry: Entry, status: CacheStatus
+        self,
+        call: Call,
+        decision: CacheDecision,
+        entry: Entry,
+        status: CacheStatus,
+        *,
+        l2: bool = False,
     ) -> Completion:
         """A hit or a coalesced answer: zero cost, recorded as one request on the budgets."""
         if status is CacheStatus.COALESCED:
@@ -255,6 +268,8 @@ class CompletePipeline:
                 f"response cache coalesced: waited for an identical in-flight request "
                 f"(key {decision.short}…)"
             )
+        elif l2:
+            reason = f"response cache hit from the fleet L2 (key {decision.short}…)"
         else:
             reason = f"response cache hit (key {decision.short}…)"
         served = Served(
@@ -286,10 +301,16 @@ class CompletePipeline:
         )
 
     async def _replay(
-        self, call: Call, decision: CacheDecision, entry: Entry, status: CacheStatus
+        self,
+        call: Call,
+        decision: CacheDecision,
+        entry: Entry,
+        status: CacheStatus,
+        *,
+        l2: bool = False,
     ) -> AsyncIterator[StreamItem]:
         """A stored answer as a stream: started, one delta per content part, done."""
-        completion = await self._answer(call, decision, entry, status)
+        completion = await self._answer(call, decision, entry, status, l2=l2)
         yield Started(call.request_id, completion.served)
         for index, part in enumerate(completion.content):
             if isinstance(part, ToolUsePart):

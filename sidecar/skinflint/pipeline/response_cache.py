@@ -44,6 +44,12 @@ retries as its own call (it looks the cache up again and may become the next lea
 flight is per process (an asyncio dict of futures); across processes sharing the LMDB cache a
 *later* identical call is a hit, but *concurrent* misses in two processes both call a provider.
 
+**Fleet L2** (``cache.l2``, optional; ``pipeline.cache_l2``). On a local miss that may be
+looked up, ``get_l2`` reads the shared Redis tier; a hit there is written into LMDB for the
+rest of its TTL and answered as EXACT (route reason ``response cache hit from the fleet L2``).
+Every local store is also queued for L2 (write-behind, off the caller's path), so the same
+``no_store`` / ``no_lookup`` / determinism rules hold for both tiers.
+
 **Budgets.** A hit or coalesced answer calls ``BudgetGuard.record`` with zero cost and zero
 tokens: each matching budget counts one more request and no spend (only the leader's call is
 billed).
@@ -65,6 +71,7 @@ from skinflint.call import Call, ModelKind, TextPart, Tier, ToolUsePart, freeze_
 from skinflint.config import Settings
 from skinflint.errors import SkinflintError, native_errors
 from skinflint.logs import get_logger
+from skinflint.pipeline.cache_l2 import RedisL2
 from skinflint.pipeline.pricing import Bill, Savings
 from skinflint.providers.base import Content, StopReason
 
@@ -228,9 +235,11 @@ class ResponseCacheLayer:
         settings: Settings,
         cache: _native.ResponseCache,
         rule_sets: Mapping[str, _native.RuleSet],
+        l2: RedisL2 | None = None,
     ) -> None:
         self._settings = settings
         self._cache = cache
+        self.l2 = l2
         self._rule_sets = rule_sets
         self._inflight: dict[bytes, asyncio.Future[Entry | None]] = {}
         self._scopes: dict[str, str] = {}
@@ -281,20 +290,39 @@ class ResponseCacheLayer:
             return None
         return decode(value) if value is not None else None
 
+    async def get_l2(self, decision: CacheDecision) -> Entry | None:
+        """After a local miss: the fleet L2's entry, kept locally for the rest of its TTL."""
+        if self.l2 is None or decision.key is None or not decision.lookup:
+            return None
+        found = await self.l2.get(decision.key.bytes)
+        if found is None:
+            return None
+        value, ttl_ms = found
+        entry = decode(value)
+        if entry is not None:
+            self._put_local(decision, value, ttl_ms / 1000)
+        return entry
+
     def put(self, decision: CacheDecision, entry: Entry) -> None:
         if decision.key is None or not decision.store:
             return
+        value = encode(entry)
+        if self._put_local(decision, value, float(decision.ttl_s)) and self.l2 is not None:
+            self.l2.put(decision.key.bytes, value, decision.ttl_s * 1000)
+
+    def _put_local(self, decision: CacheDecision, value: bytes, ttl_s: float) -> bool:
+        assert decision.key is not None
         try:
             with native_errors("writing the response cache"):
-                self._cache.put(
-                    decision.key.bytes, encode(entry), ttl_seconds=float(decision.ttl_s)
-                )
+                self._cache.put(decision.key.bytes, value, ttl_seconds=ttl_s)
         except Exception as exc:  # the caller keeps its answer; the next call is a miss
             _log.error(
                 "response_cache_put_failed",
                 key=decision.short,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            return False
+        return True
 
     # -- single flight --------------------------------------------------------------------
 
