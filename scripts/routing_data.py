@@ -59,12 +59,13 @@ def split_of(prompt: str) -> str:
 
 def data_dir(explicit: str | None = None) -> Path:
     """``--data``, else ``$SKINFLINT_ROUTING_DATA``, else ``../shared/data/routing`` beside
-    the checkout (or beside ``/work/main`` for a worktree under ``/work/wt``)."""
+    the checkout (or beside ``/work/main`` for a worktree under ``/work/wt``), else
+    ``/work/shared/data/routing`` (where the evaluation data lives on the project's machines)."""
     if explicit:
         return Path(explicit)
     if env := os.environ.get("SKINFLINT_ROUTING_DATA"):
         return Path(env)
-    for base in (ROOT.parent, ROOT.parent.parent):
+    for base in (ROOT.parent, ROOT.parent.parent, Path("/work")):
         candidate = base / "shared" / "data" / "routing"
         if candidate.is_dir():
             return candidate

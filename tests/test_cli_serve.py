@@ -222,6 +222,27 @@ def test_config_check_prints_the_effective_config(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()  # checking creates nothing
 
 
+def test_config_check_masks_secrets_in_urls_and_collector_headers(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "budgets:\n  backend: redis\n  redis_url: redis://app:s3cret-pw@10.0.0.5:6379/0\n"
+        "cache:\n  l2:\n    backend: redis\n    redis_url: rediss://:other-pw@cache:6380/1\n"
+        "telemetry:\n  exporter: otlp_http\n  endpoint: http://collector:4318\n"
+        "  headers:\n    x-api-key: collector-token-123\n"
+    )
+    result = _skinflint("config", "check", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for secret in ("s3cret-pw", "other-pw", "collector-token-123"):
+        assert secret not in result.stdout
+    import yaml
+
+    printed = yaml.safe_load(result.stdout)
+    assert printed["budgets"]["redis_url"] == "redis://app:***@10.0.0.5:6379/0"
+    assert printed["cache"]["l2"]["redis_url"] == "rediss://:***@cache:6380/1"
+    assert printed["telemetry"]["headers"] == {"x-api-key": "***"}
+    assert printed["telemetry"]["endpoint"] == "http://collector:4318"
+
+
 def test_config_check_reads_skinflint_config(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("logging:\n  format: console\n")

@@ -407,7 +407,24 @@ class Settings(_Section):
 
     def to_yaml(self) -> str:
         """The effective configuration as YAML (what ``skinflint config check`` prints)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(_redacted(self.model_dump(mode="json")), sort_keys=False)
+
+
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*@", re.IGNORECASE)
+
+
+def _redacted(value: Any, key: str = "") -> Any:
+    """The dump with secrets masked: passwords in ``*url`` values and OTLP header values
+    (a collector's API token) never reach a terminal or a CI log."""
+    if isinstance(value, dict):
+        if key == "headers":
+            return {name: "***" for name in value}
+        return {name: _redacted(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, key) for item in value]
+    if isinstance(value, str) and key.endswith("url"):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
