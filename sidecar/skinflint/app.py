@@ -39,8 +39,10 @@ from skinflint.pipeline.budget_guard import Budget, BudgetGuard
 from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
 from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
 from skinflint.pipeline.dispatch import Dispatcher
+from skinflint.pipeline.estimate import Estimate, Estimator
+from skinflint.pipeline.history import History
 from skinflint.pipeline.jobs import Submission
-from skinflint.pipeline.projection import ProjectionRequest
+from skinflint.pipeline.projection import Projection, ProjectionRequest, project
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.providers.base import Provider
@@ -86,6 +88,15 @@ class App:
             self.dispatcher,
             self.budgets,
             ResponseCacheLayer(settings, cache, rule_sets),
+        )
+        #: What the spend ledger knows about past calls (Estimate, Project); None: no history.
+        self.history: History | None = None
+        self._estimator = Estimator(
+            settings,
+            self.prices,
+            ResponseCacheLayer(settings, cache, rule_sets),
+            self.prefix_tracker,
+            self.budgets,
         )
 
     @classmethod
@@ -189,12 +200,10 @@ class App:
         after content was sent raises (``StreamBroken``), never ends quietly."""
         return self._complete.stream(call, timeout_s=timeout_s)
 
-    async def estimate(self, call: Call) -> NoReturn:
-        raise NotImplementedYet(
-            "Estimate",
-            "cost estimation is not available in this build yet (it needs the router and "
-            f"the price table, which land with the routing and accounting issues); {_VALID}",
-        )
+    async def estimate(self, call: Call) -> Estimate:
+        """Everything Complete would decide for ``call`` except the provider call; changes
+        nothing (no cache statistic, no reservation, no prefix sighting)."""
+        return await self._estimator.estimate(call, self.history)
 
     async def submit(self, submission: Submission) -> NoReturn:
         raise NotImplementedYet(
@@ -238,9 +247,10 @@ class App:
         """Delete the budget and its windows; False when there was none."""
         return await self.budgets.delete_budget(budget_id)
 
-    async def project(self, request: ProjectionRequest) -> NoReturn:
-        raise NotImplementedYet(
-            "Project",
-            "cost projection is not available in this build yet (it needs the price table "
-            f"and lands with the projection issue); {_VALID}",
-        )
+    async def project(self, request: ProjectionRequest) -> Projection:
+        """A month-by-month cost projection (``pipeline.projection``).
+
+        Raises:
+            FailedPrecondition: ``--from-ledger`` without a ledger, or no calls in the period.
+        """
+        return project(request, self.settings, self.prices, self.history)

@@ -54,7 +54,8 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
         async with _errors(context, "Estimate"):
             convert.check_request_size(request, self._limit)
-            return await self._app.estimate(convert.to_estimate_call(request))
+            estimate = await self._app.estimate(convert.to_estimate_call(request))
+            return responses.estimate_response(estimate)
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.Job:
         async with _errors(context, "Submit"):
@@ -102,7 +103,8 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def Project(self, request: pb.ProjectRequest, context: Context) -> pb.ProjectResponse:
         async with _errors(context, "Project"):
             convert.check_request_size(request, self._limit)
-            return await self._app.project(convert.to_projection(request))
+            projection = await self._app.project(convert.to_projection(request))
+            return responses.projection_response(projection)
 
 
 @contextlib.asynccontextmanager
