@@ -1,4 +1,5 @@
-"""The ``skinflint`` command: ``serve``, ``version``, ``config check`` and ``budget``.
+"""The ``skinflint`` command: ``serve``, ``version``, ``config check``, ``budget``, and
+``estimate`` / ``project`` (defined in ``foresight_cli``).
 
 ``skinflint budget get|set|list|delete`` talks gRPC to a running sidecar (``--address``,
 default 127.0.0.1:50051) and prints rich tables (``--json`` for scripts); a failed RPC exits 1
@@ -31,6 +32,7 @@ from skinflint.config import (
     resolve_config_path,
 )
 from skinflint.errors import ConfigError
+from skinflint.foresight_cli import register as register_foresight
 
 EXIT_CONFIG = 2
 
@@ -357,3 +359,7 @@ def budget_delete(
         typer.echo(f"skinflint: no budget {budget_id!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"deleted budget {budget_id}")
+
+
+# skinflint estimate / project: defined in foresight_cli, registered here.
+register_foresight(app, _load)
