@@ -168,6 +168,7 @@ class Estimator:
         pieces = prompt_pieces(call)
         images = image_count(call)
         with native_errors("counting the prompt's tokens for the estimate"):
+            counted_encoding = _native.encoding_for_model(primary.model)
             counted = _native.count_chat_tokens(primary.model, pieces)
         prompt = counted.count + images * IMAGE_TOKENS_BOUND
         exact = counted.exact and images == 0 and _one_piece_per_message(call)
@@ -189,7 +190,9 @@ class Estimator:
         zero = CostRange(0, 0, 0)
         cost = zero if hit else miss
 
-        worst_nanousd, worst_tokens = self._worst_case(call, route, plan, prompt, max_tokens, now)
+        worst_nanousd, worst_tokens = self._worst_case(
+            call, route, plan, {counted_encoding: counted.count}, max_tokens, now
+        )
         if hit:
             admissions = await self._guard.would_admit(call.attribution, nanousd=0, tokens=0)
         else:
@@ -261,16 +264,16 @@ class Estimator:
         call: Call,
         route: Route,
         plan: CachePlan,
-        prompt: int,
+        counts: dict[str, int],
         max_tokens: int,
         now: datetime,
     ) -> tuple[int, int]:
         """What Complete would reserve: the worst case over the fallback chain (the primary
-        with its plan, fallbacks at their highest input-side rate), as in ``complete``."""
+        with its plan, fallbacks at their highest input-side rate), as in ``complete``.
+        ``counts``: prompt tokens by tokenizer encoding, already known (most chains share)."""
         pieces = prompt_pieces(call)
         images = image_count(call) * IMAGE_TOKENS_BOUND
-        worst, prompt_max = 0, prompt
-        counts: dict[str, int] = {}
+        worst, prompt_max = 0, 0
         for i, candidate in enumerate(route.candidates):
             with native_errors("counting the prompt's tokens for the estimate"):
                 encoding = _native.encoding_for_model(candidate.model)
