@@ -20,6 +20,7 @@ from skinflint.call import (
     Attribution,
     Call,
     GenerationParams,
+    Lane,
     Message,
     ModelKind,
     ModelSpec,
@@ -182,5 +183,21 @@ async def test_estimate_prices_prompt_caching_and_records_no_sighting(
         assert first.cost.high == -(-exact // 1_000_000)
         assert first.worst_case_nanousd == first.cost.high
         assert caching.without.high == -(-(p * price.input + out.high * price.output) // 10**6)
+    finally:
+        await app.aclose()
+
+
+async def test_estimate_says_when_the_lane_is_not_interactive(
+    make_settings: Callable[..., Any],
+) -> None:
+    app = App.open(make_settings())
+    try:
+        call = make_call(model="openai/gpt-4o-mini", policy=Policy(lane=Lane.ASYNC))
+        estimate = await app.estimate(call)
+        assert "policy.lane async" in estimate.route_reason
+        batching = lever_map(estimate)[Lever.BATCHING]
+        assert batching.with_.expected < estimate.cost.expected
+        plain = await app.estimate(make_call(model="openai/gpt-4o-mini"))
+        assert "policy.lane" not in plain.route_reason
     finally:
         await app.aclose()

@@ -52,7 +52,7 @@ from enum import StrEnum
 from skinflint import _native
 from skinflint.accounting import ModelPrice, PriceTable, Usage, cost_nanousd
 from skinflint.accounting.cost import baseline_cost_nanousd
-from skinflint.call import Call
+from skinflint.call import Call, Lane
 from skinflint.config import Settings
 from skinflint.errors import native_errors
 from skinflint.pipeline.budget_guard import Admission, BudgetGuard
@@ -233,6 +233,11 @@ class Estimator:
         if hit:
             assert decision.key is not None
             reasons.append(f"response cache hit (key {decision.short}…): would cost 0")
+        if call.policy.lane is not None and call.policy.lane is not Lane.INTERACTIVE:
+            reasons.append(
+                f"policy.lane {call.policy.lane.value}: not served by Complete in this build; "
+                "figures are for the interactive lane (batching lever: the async-lane price)"
+            )
         return Estimate(
             route=route,
             primary=primary,
