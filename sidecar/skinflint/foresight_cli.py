@@ -181,8 +181,7 @@ def estimate_command(
             ),
         ] = None,
     ) -> None:
-        """Estimate a request: route, tokens, cost range, levers, cache hit, budgets; no
-        provider call, nothing changed."""
+        """Estimate a request without calling a provider: route, tokens, costs, levers."""
         from google.protobuf import json_format
 
         from skinflint.transports.grpc import convert, responses
