@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 from test_response_cache_units import ENTRY, make_call
 
 from skinflint import _native
@@ -34,6 +36,7 @@ from skinflint.pipeline.budget_guard import BudgetGuard, Hold
 from skinflint.pipeline.budgets import BudgetSpec, BudgetWindow, parse_scope
 from skinflint.pipeline.estimate import Lever, TokenRange, lever_map, output_range
 from skinflint.pipeline.history import OutputStats
+from skinflint.pipeline.projection import WorkloadModel
 from skinflint.pipeline.prompt_cache import PrefixTracker
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 
@@ -199,5 +202,29 @@ async def test_estimate_says_when_the_lane_is_not_interactive(
         assert batching.with_.expected < estimate.cost.expected
         plain = await app.estimate(make_call(model="openai/gpt-4o-mini"))
         assert "policy.lane" not in plain.route_reason
+    finally:
+        await app.aclose()
+
+
+class BrokenHistory:
+    """A ``History`` whose store fails (a ledger on a full disk, say)."""
+
+    def output_tokens(self, feature: str) -> OutputStats | None:
+        raise OSError("disk I/O error")
+
+    def workload(self, last_days: int, *, now: datetime | None = None) -> WorkloadModel | None:
+        raise OSError("disk I/O error")
+
+
+async def test_a_failing_history_is_no_history(make_settings: Callable[..., Any]) -> None:
+    app = App.open(make_settings())
+    try:
+        app.history = BrokenHistory()
+        with capture_logs() as logs:
+            estimate = await app.estimate(make_call(model="openai/gpt-4o-mini"))
+        assert "no history" in estimate.output_tokens.source
+        assert trio(estimate.output_tokens) == (1, 32, 64)
+        assert [e["event"] for e in logs] == ["estimate_history_failed"]
+        assert "disk I/O error" in logs[0]["error"]
     finally:
         await app.aclose()

@@ -55,6 +55,7 @@ from skinflint.accounting.cost import baseline_cost_nanousd
 from skinflint.call import Call, Lane
 from skinflint.config import Settings
 from skinflint.errors import native_errors
+from skinflint.logs import get_logger
 from skinflint.pipeline.budget_guard import Admission, BudgetGuard
 from skinflint.pipeline.budgets import (
     IMAGE_TOKENS_BOUND,
@@ -68,6 +69,8 @@ from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner, R
 from skinflint.pipeline.response_cache import CacheStatus, ResponseCacheLayer
 from skinflint.pipeline.routing import Candidate, Route, resolve
 from skinflint.providers.base import CachePlan
+
+_log = get_logger("estimate")
 
 #: The least output a call can bill: the "low" end of the range.
 OUTPUT_FLOOR = 1
@@ -176,8 +179,7 @@ class Estimator:
         max_tokens = call.params.max_tokens or self._settings.max_tokens_cap(
             call.attribution.feature
         )
-        stats = history.output_tokens(call.attribution.feature) if history is not None else None
-        output = output_range(max_tokens, stats)
+        output = output_range(max_tokens, _output_stats(history, call.attribution.feature))
 
         caching = _caching_applies(plan, kind, prompt, price)
         miss = _cost_range(prompt, output, price, plan, kind, caching=caching)
@@ -306,6 +308,18 @@ def output_range(max_tokens: int, stats: OutputStats | None) -> TokenRange:
         expected = -(-max_tokens * num // den)
         source = f"no history: {num}/{den} of max_tokens {max_tokens}"
     return TokenRange(low, max(low, expected), max_tokens, source)
+
+
+def _output_stats(history: History | None, feature: str) -> OutputStats | None:
+    """The feature's history; a ledger that fails to answer is no history (logged), never a
+    failed estimate."""
+    if history is None:
+        return None
+    try:
+        return history.output_tokens(feature)
+    except Exception as exc:
+        _log.error("estimate_history_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _one_piece_per_message(call: Call) -> bool:
