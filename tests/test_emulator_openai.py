@@ -62,8 +62,9 @@ async def ask(client: openai.AsyncOpenAI, messages: list[dict[str, Any]], **kwar
 async def test_usage_arithmetic_and_documented_framing(client: openai.AsyncOpenAI) -> None:
     response = await ask(client, [{"role": "user", "content": "Hello there"}])
     usage = response.usage
-    # OpenAI's documented count: 3 tokens per message + content + 3 priming the reply.
-    assert usage.prompt_tokens == 3 + NativeTokenizer(MODEL).count("Hello there") + 3
+    # OpenAI's documented count: 3 tokens per message + role + content + 3 priming the reply.
+    tokenizer = NativeTokenizer(MODEL)
+    assert usage.prompt_tokens == 3 + tokenizer.count("user") + tokenizer.count("Hello there") + 3
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert usage.prompt_tokens_details.cached_tokens == 0
     assert usage.completion_tokens_details.reasoning_tokens == 0

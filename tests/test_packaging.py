@@ -23,11 +23,18 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+#: Optional extras whose packages are imported only on the path that needs them, with a clear
+#: error naming the extra when missing (``skinflint project --png``: ``charts``).
+OPTIONAL_EXTRAS = ("charts",)
+
+
 def _runtime_requirements() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {
-        _normalize(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]) for req in project["dependencies"]
-    }
+    optional = project.get("optional-dependencies", {})
+    requirements = [*project["dependencies"]]
+    for extra in OPTIONAL_EXTRAS:
+        requirements += optional.get(extra, [])
+    return {_normalize(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]) for req in requirements}
 
 
 def _top_level_imports() -> set[str]:

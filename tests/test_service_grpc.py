@@ -107,7 +107,7 @@ def test_every_rpc_is_covered() -> None:
 
 
 #: RPCs that are built (their end-to-end tests live with them: test_complete_*, test_budget_rpc).
-BUILT = {"Complete", "GetBudget", "SetBudget", "ListBudgets", "DeleteBudget"}
+BUILT = {"Complete", "Estimate", "GetBudget", "SetBudget", "ListBudgets", "DeleteBudget", "Project"}
 
 
 @pytest.mark.parametrize("rpc", sorted(set(VALID) - BUILT))

@@ -418,6 +418,22 @@ impl ResponseCache {
         }
     }
 
+    /// As `get`, without side effects: the lookup counts in no statistic and notes nothing
+    /// for cleanup, so a dry run (Estimate: "would this request hit?") is invisible.
+    pub fn peek(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Self::check_key(key)?;
+        let s = &*self.shared;
+        let rtxn = s.read_txn()?;
+        let raw = s
+            .entries
+            .get(&rtxn, key)
+            .map_err(|e| s.err("read failed", e))?;
+        Ok(raw.and_then(|raw| match decode(raw) {
+            Some(h) if now_ms() < h.expires_ms => Some(raw[HEADER_LEN..].to_vec()),
+            _ => None,
+        }))
+    }
+
     /// The stored payload, or `None` when absent, expired or undecodable.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get_with(key, <[u8]>::to_vec)
@@ -778,6 +794,21 @@ mod tests {
         }
         assert_eq!(decode(&raw[..raw.len() - 1]), None);
         assert_eq!(decode(b""), None);
+    }
+
+    #[test]
+    fn peek_reads_without_counting() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ResponseCache::open(dir.path(), 1 << 20, false).unwrap();
+        assert_eq!(c.peek(&key(1)).unwrap(), None);
+        c.put(&key(1), b"one", 60.0).unwrap();
+        c.put(&key(2), b"gone", 0.001).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(c.peek(&key(1)).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(c.peek(&key(2)).unwrap(), None);
+        let st = c.stats().unwrap();
+        assert_eq!((st.hits, st.misses, st.expired), (0, 0, 0));
+        assert_eq!(st.entries, 2);
     }
 
     #[test]

@@ -954,6 +954,15 @@ impl PyResponseCache {
         })
     }
 
+    fn peek<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        guard(py, || {
+            let value = py
+                .detach(|| self.inner.peek(key))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(value.map(|v| PyBytes::new(py, &v)))
+        })
+    }
+
     #[pyo3(signature = (key, value, *, ttl_seconds))]
     fn put(&self, py: Python<'_>, key: &[u8], value: &[u8], ttl_seconds: f64) -> PyResult<()> {
         guard(py, || {

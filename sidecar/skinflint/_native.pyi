@@ -189,6 +189,9 @@ class ResponseCache:
     def get(self, key: bytes) -> bytes | None:
         """The stored value, or None when absent, expired or undecodable."""
 
+    def peek(self, key: bytes) -> bytes | None:
+        """As ``get`` without side effects: counted in no statistic (a dry-run lookup)."""
+
     def put(self, key: bytes, value: bytes, *, ttl_seconds: float) -> None:
         """Store ``value`` for ``ttl_seconds`` (> 0). Evicts the oldest entries when full.
 

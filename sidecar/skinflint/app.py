@@ -46,9 +46,10 @@ from skinflint.pipeline.budgets import BudgetListQuery, BudgetSpec
 from skinflint.pipeline.cache_l2 import open_cache_l2
 from skinflint.pipeline.complete import CompletePipeline, Completion, StreamItem
 from skinflint.pipeline.dispatch import Dispatcher
+from skinflint.pipeline.estimate import Estimate, Estimator
 from skinflint.pipeline.history import History
 from skinflint.pipeline.jobs import Submission
-from skinflint.pipeline.projection import ProjectionRequest
+from skinflint.pipeline.projection import Projection, ProjectionRequest, project
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.pipeline.router_model import RouterModel
@@ -108,6 +109,13 @@ class App:
             self.budgets,
             ResponseCacheLayer(settings, cache, rule_sets, self.cache_l2),
             router=RouterModel.load(),
+        )
+        self._estimator = Estimator(
+            settings,
+            self.prices,
+            ResponseCacheLayer(settings, cache, rule_sets),
+            self.prefix_tracker,
+            self.budgets,
         )
 
     @classmethod
@@ -246,12 +254,10 @@ class App:
         if self.ledger is not None:
             self.ledger.append(record_of(call, completion, stream=stream))
 
-    async def estimate(self, call: Call) -> NoReturn:
-        raise NotImplementedYet(
-            "Estimate",
-            "cost estimation is not available in this build yet (it needs the router and "
-            f"the price table, which land with the routing and accounting issues); {_VALID}",
-        )
+    async def estimate(self, call: Call) -> Estimate:
+        """Everything Complete would decide for ``call`` except the provider call; changes
+        nothing (no cache statistic, no reservation, no prefix sighting)."""
+        return await self._estimator.estimate(call, self.history)
 
     async def submit(self, submission: Submission) -> NoReturn:
         raise NotImplementedYet(
@@ -295,12 +301,13 @@ class App:
         """Delete the budget and its windows; False when there was none."""
         return await self.budgets.delete_budget(budget_id)
 
-    async def project(self, request: ProjectionRequest) -> NoReturn:
-        raise NotImplementedYet(
-            "Project",
-            "cost projection is not available in this build yet (it needs the price table "
-            f"and lands with the projection issue); {_VALID}",
-        )
+    async def project(self, request: ProjectionRequest) -> Projection:
+        """A month-by-month cost projection (``pipeline.projection``).
+
+        Raises:
+            FailedPrecondition: ``--from-ledger`` without a ledger, or no calls in the period.
+        """
+        return project(request, self.settings, self.prices, self.history)
 
 
 def _open_ledger(settings: Settings, data_dir: Path) -> Ledger | None:

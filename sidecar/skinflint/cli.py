@@ -1,4 +1,5 @@
-"""The ``skinflint`` command: ``serve``, ``version``, ``config check``, ``budget`` and ``report``.
+"""The ``skinflint`` command: ``serve``, ``version``, ``config check``, ``budget``, ``report``,
+and ``estimate`` / ``project`` (defined in ``foresight_cli``).
 
 ``skinflint budget get|set|list|delete`` talks gRPC to a running sidecar (``--address``,
 default 127.0.0.1:50051) and prints rich tables (``--json`` for scripts); a failed RPC exits 1
@@ -31,6 +32,7 @@ from skinflint.config import (
     resolve_config_path,
 )
 from skinflint.errors import ConfigError
+from skinflint.foresight_cli import register as register_foresight
 
 EXIT_CONFIG = 2
 
@@ -436,8 +438,15 @@ def report(
         from skinflint.reporting.charts import charts_png
         from skinflint.reporting.render import report_html
 
-        png = charts_png(result)
+        try:
+            png = charts_png(result)
+        except ConfigError as exc:
+            raise _fail_config(exc) from None
         if png_path is not None:
             png_path.write_bytes(png)
         if html_path is not None:
             html_path.write_text(report_html(result, png), encoding="utf-8")
+
+
+# skinflint estimate / project: defined in foresight_cli, registered here.
+register_foresight(app, _load)

@@ -644,6 +644,10 @@ def layout(
 
 
 def openai_frame(role: str, tokenizer: Tokenizer, named: bool) -> Segment:
-    """OpenAI's documented framing: 3 tokens per message (+1 with a name), 3 to prime."""
-    del tokenizer
-    return Segment(f"<|start|>{role}", 3 + (1 if named else 0), atomic=True)
+    """OpenAI's documented framing (the cookbook's ``num_tokens_from_messages``): 3 tokens per
+    message plus the role's own tokens (every value of the message is encoded; +1 with a
+    name), and 3 to prime the reply."""
+    if role == "assistant-priming":
+        return Segment(f"<|start|>{role}", 3, atomic=True)
+    role_tokens = tokenizer.count(role)
+    return Segment(f"<|start|>{role}", 3 + role_tokens + (1 if named else 0), atomic=True)

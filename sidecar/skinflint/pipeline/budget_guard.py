@@ -157,6 +157,16 @@ class ThresholdCrossed:
 ThresholdHook = Callable[[ThresholdCrossed], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether one budget would admit a call now (``BudgetGuard.would_admit``)."""
+
+    budget: Budget
+    admitted: bool
+    #: "nanousd" or "tokens": the limit the call would cross; "" when admitted.
+    limit_kind: str = ""
+
+
 @dataclass
 class _SpecCache:
     specs: dict[str, BudgetSpec] = field(default_factory=dict)
@@ -333,6 +343,26 @@ class BudgetGuard:
         return Refusal(
             spec, denial.state, denial.limit_kind, denial.window_start, end or None, nanousd, tokens
         )
+
+    async def would_admit(
+        self, attribution: Attribution, *, nanousd: int, tokens: int
+    ) -> tuple[Admission, ...]:
+        """Read-only ``reserve``: whether each matching budget would hold these amounts now
+        (``spent + reserved + amount <= limit``). Nothing is held, so a concurrent call may
+        change the answer; ``reserve`` admits only when every budget here does."""
+        admissions = []
+        for spec in await self.matching(attribution):
+            view = await self._view(spec)
+            state, kind = view.state, ""
+            used = state.spent_nanousd + state.reserved_nanousd
+            if spec.limit_nanousd and used + nanousd > spec.limit_nanousd:
+                kind = "nanousd"
+            elif spec.limit_tokens and (
+                state.spent_tokens + state.reserved_tokens + tokens > spec.limit_tokens
+            ):
+                kind = "tokens"
+            admissions.append(Admission(view, not kind, kind))
+        return tuple(admissions)
 
     async def commit(self, hold: Hold, *, nanousd: int, tokens: int) -> tuple[Touch, ...]:
         """Replace the hold by the actual spend; what remains of each charged budget."""
@@ -534,6 +564,7 @@ def _ms(seconds: float) -> int:
 
 
 __all__ = [
+    "Admission",
     "Budget",
     "BudgetGuard",
     "Hold",

@@ -85,6 +85,13 @@ class PrefixTracker:
             return Reuse(seen_before=False, gap_s=None)
         return Reuse(seen_before=True, gap_s=max(0.0, now - previous))
 
+    def peek(self, fingerprint: str) -> Reuse:
+        """What ``observe`` would return now, recording nothing (Estimate's dry run)."""
+        previous = self._last_seen.get(fingerprint)
+        if previous is None:
+            return Reuse(seen_before=False, gap_s=None)
+        return Reuse(seen_before=True, gap_s=max(0.0, self._clock() - previous))
+
 
 @dataclass(frozen=True, slots=True)
 class _Boundary:

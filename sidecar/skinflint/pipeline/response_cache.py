@@ -303,6 +303,19 @@ class ResponseCacheLayer:
             self._put_local(decision, value, ttl_ms / 1000)
         return entry
 
+    def peek(self, decision: CacheDecision) -> Entry | None:
+        """As ``get`` with no side effect: counted in no cache statistic, no single flight
+        (Estimate's "would this request hit?")."""
+        if decision.key is None or not decision.lookup:
+            return None
+        try:
+            with native_errors("reading the response cache"):
+                value = self._cache.peek(decision.key.bytes)
+        except Exception as exc:
+            _log.error("response_cache_peek_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return decode(value) if value is not None else None
+
     def put(self, decision: CacheDecision, entry: Entry) -> None:
         if decision.key is None or not decision.store:
             return

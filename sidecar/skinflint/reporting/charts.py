@@ -9,17 +9,33 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 
+from skinflint.errors import ConfigError, ConfigIssue
 from skinflint.reporting.report import LEVERS, Report
 
 _NANO = 1e9
 
 
 def charts_png(report: Report) -> bytes:
-    """Both charts side by side, as one PNG."""
-    import matplotlib
+    """Both charts side by side, as one PNG.
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    Raises:
+        ConfigError: matplotlib is not installed (names the extra to install).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "--html/--png",
+                    "charts need matplotlib, which is not installed",
+                    "pip install 'skinflint[charts]' (or drop --html/--png)",
+                )
+            ]
+        ) from None
 
     figure = Figure(figsize=(14, 5.5), layout="constrained")
     over_time, waterfall = figure.subplots(1, 2)

@@ -501,16 +501,28 @@ class CostRange(_message.Message):
     def __init__(self, low_nanousd: _Optional[int] = ..., expected_nanousd: _Optional[int] = ..., high_nanousd: _Optional[int] = ...) -> None: ...
 
 class LeverEstimate(_message.Message):
-    __slots__ = ("lever", "without_lever", "applies", "reason")
+    __slots__ = ("lever", "without_lever", "applies", "reason", "with_lever")
     LEVER_FIELD_NUMBER: _ClassVar[int]
     WITHOUT_LEVER_FIELD_NUMBER: _ClassVar[int]
     APPLIES_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    WITH_LEVER_FIELD_NUMBER: _ClassVar[int]
     lever: Lever
     without_lever: CostRange
     applies: bool
     reason: str
-    def __init__(self, lever: _Optional[_Union[Lever, str]] = ..., without_lever: _Optional[_Union[CostRange, _Mapping]] = ..., applies: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    with_lever: CostRange
+    def __init__(self, lever: _Optional[_Union[Lever, str]] = ..., without_lever: _Optional[_Union[CostRange, _Mapping]] = ..., applies: _Optional[bool] = ..., reason: _Optional[str] = ..., with_lever: _Optional[_Union[CostRange, _Mapping]] = ...) -> None: ...
+
+class TokenRange(_message.Message):
+    __slots__ = ("low", "expected", "high")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    low: int
+    expected: int
+    high: int
+    def __init__(self, low: _Optional[int] = ..., expected: _Optional[int] = ..., high: _Optional[int] = ...) -> None: ...
 
 class BudgetAdmission(_message.Message):
     __slots__ = ("budget_id", "scope", "admitted", "remaining_nanousd", "resets_at", "reason")
@@ -529,7 +541,7 @@ class BudgetAdmission(_message.Message):
     def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[str] = ..., admitted: _Optional[bool] = ..., remaining_nanousd: _Optional[int] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EstimateResponse(_message.Message):
-    __slots__ = ("route", "input_tokens", "input_tokens_exact", "tokenizer", "cost", "baseline_cost", "levers", "predicted_cache_status", "budgets")
+    __slots__ = ("route", "input_tokens", "input_tokens_exact", "tokenizer", "cost", "baseline_cost", "levers", "predicted_cache_status", "budgets", "output_tokens", "method")
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_EXACT_FIELD_NUMBER: _ClassVar[int]
@@ -539,6 +551,8 @@ class EstimateResponse(_message.Message):
     LEVERS_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_CACHE_STATUS_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
     route: ServedBy
     input_tokens: int
     input_tokens_exact: bool
@@ -548,7 +562,9 @@ class EstimateResponse(_message.Message):
     levers: _containers.RepeatedCompositeFieldContainer[LeverEstimate]
     predicted_cache_status: CacheStatus
     budgets: _containers.RepeatedCompositeFieldContainer[BudgetAdmission]
-    def __init__(self, route: _Optional[_Union[ServedBy, _Mapping]] = ..., input_tokens: _Optional[int] = ..., input_tokens_exact: _Optional[bool] = ..., tokenizer: _Optional[str] = ..., cost: _Optional[_Union[CostRange, _Mapping]] = ..., baseline_cost: _Optional[_Union[CostRange, _Mapping]] = ..., levers: _Optional[_Iterable[_Union[LeverEstimate, _Mapping]]] = ..., predicted_cache_status: _Optional[_Union[CacheStatus, str]] = ..., budgets: _Optional[_Iterable[_Union[BudgetAdmission, _Mapping]]] = ...) -> None: ...
+    output_tokens: TokenRange
+    method: str
+    def __init__(self, route: _Optional[_Union[ServedBy, _Mapping]] = ..., input_tokens: _Optional[int] = ..., input_tokens_exact: _Optional[bool] = ..., tokenizer: _Optional[str] = ..., cost: _Optional[_Union[CostRange, _Mapping]] = ..., baseline_cost: _Optional[_Union[CostRange, _Mapping]] = ..., levers: _Optional[_Iterable[_Union[LeverEstimate, _Mapping]]] = ..., predicted_cache_status: _Optional[_Union[CacheStatus, str]] = ..., budgets: _Optional[_Iterable[_Union[BudgetAdmission, _Mapping]]] = ..., output_tokens: _Optional[_Union[TokenRange, _Mapping]] = ..., method: _Optional[str] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
     __slots__ = ("request", "idempotency_key")

@@ -15,7 +15,9 @@ from skinflint.call import Lane, TextPart, Tier, ToolUsePart, thaw_json
 from skinflint.pipeline.budget_guard import Budget, Touch
 from skinflint.pipeline.budgets import BudgetAction, BudgetSpec, BudgetWindow
 from skinflint.pipeline.complete import Completion, Served, Started, StreamItem
+from skinflint.pipeline.estimate import CostRange, Estimate, Lever
 from skinflint.pipeline.pricing import Savings
+from skinflint.pipeline.projection import Projection
 from skinflint.pipeline.response_cache import CacheStatus
 from skinflint.providers.base import Content, StopReason, TextDelta, ToolUseDelta
 from skinflint.v1 import skinflint_pb2 as pb
@@ -191,12 +193,99 @@ def stream_event(item: StreamItem) -> pb.CompleteStreamEvent:
     return pb.CompleteStreamEvent(done=complete_response(item))
 
 
+_LEVERS = {
+    Lever.RESPONSE_CACHE: pb.LEVER_RESPONSE_CACHE,
+    Lever.ROUTING: pb.LEVER_ROUTING,
+    Lever.PROMPT_CACHING: pb.LEVER_PROMPT_CACHING,
+    Lever.BATCHING: pb.LEVER_BATCHING,
+    Lever.LOCAL_TIER: pb.LEVER_LOCAL_TIER,
+}
+
+
+def cost_range(value: CostRange) -> pb.CostRange:
+    return pb.CostRange(
+        low_nanousd=value.low, expected_nanousd=value.expected, high_nanousd=value.high
+    )
+
+
+def estimate_response(value: Estimate) -> pb.EstimateResponse:
+    primary = value.primary
+    route = Served(
+        provider=primary.provider,
+        model=primary.model,
+        tier=primary.tier,
+        lane=Lane.INTERACTIVE,
+        route_reason=value.route_reason,
+        attempts=0,
+        cache_status=value.cache_status,
+    )
+    out = value.output_tokens
+    message = pb.EstimateResponse(
+        route=served_by(route),
+        input_tokens=value.input_tokens,
+        input_tokens_exact=value.input_tokens_exact,
+        tokenizer=value.tokenizer,
+        cost=cost_range(value.cost),
+        baseline_cost=cost_range(value.baseline),
+        levers=[
+            pb.LeverEstimate(
+                lever=_LEVERS[lever.lever],
+                without_lever=cost_range(lever.without),
+                with_lever=cost_range(lever.with_),
+                applies=lever.applies,
+                reason=lever.reason,
+            )
+            for lever in value.levers
+        ],
+        predicted_cache_status=_CACHE_STATUSES[value.cache_status],
+        output_tokens=pb.TokenRange(low=out.low, expected=out.expected, high=out.high),
+        method=f"output tokens: {out.source}",
+    )
+    for admission in value.budgets:
+        budget_view = admission.budget
+        item = pb.BudgetAdmission(
+            budget_id=budget_view.spec.id,
+            scope=str(budget_view.spec.scope),
+            admitted=admission.admitted,
+            remaining_nanousd=budget_view.remaining_nanousd,
+            reason=(
+                "fits"
+                if admission.admitted
+                else f"would cross its {admission.limit_kind} limit "
+                f"(action {budget_view.spec.action.value})"
+            ),
+        )
+        if budget_view.resets_at is not None:
+            item.resets_at.CopyFrom(_timestamp(budget_view.resets_at))
+        message.budgets.append(item)
+    return message
+
+
+def projection_response(value: Projection) -> pb.ProjectResponse:
+    return pb.ProjectResponse(
+        months=[
+            pb.MonthProjection(
+                month=m.month,
+                requests=m.requests,
+                cost_nanousd=m.cost_nanousd,
+                baseline_cost_nanousd=m.baseline_cost_nanousd,
+                savings=savings(m.savings),
+            )
+            for m in value.months
+        ],
+        method=value.method,
+    )
+
+
 __all__ = [
     "budget",
     "budget_spec",
     "budget_touch",
     "complete_response",
     "content_part",
+    "cost_range",
+    "estimate_response",
+    "projection_response",
     "savings",
     "served_by",
     "stream_event",

@@ -55,7 +55,8 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def Estimate(self, request: pb.EstimateRequest, context: Context) -> pb.EstimateResponse:
         async with _errors(context, "Estimate"), _traced(context, self._app, "estimate"):
             convert.check_request_size(request, self._limit)
-            return await self._app.estimate(convert.to_estimate_call(request))
+            estimate = await self._app.estimate(convert.to_estimate_call(request))
+            return responses.estimate_response(estimate)
 
     async def Submit(self, request: pb.SubmitRequest, context: Context) -> pb.Job:
         async with _errors(context, "Submit"), _traced(context, self._app, "submit"):
@@ -103,7 +104,8 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def Project(self, request: pb.ProjectRequest, context: Context) -> pb.ProjectResponse:
         async with _errors(context, "Project"), _traced(context, self._app, "project"):
             convert.check_request_size(request, self._limit)
-            return await self._app.project(convert.to_projection(request))
+            projection = await self._app.project(convert.to_projection(request))
+            return responses.projection_response(projection)
 
 
 @contextlib.asynccontextmanager
