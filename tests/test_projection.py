@@ -285,6 +285,11 @@ async def test_project_rpc_from_ledger(start_sidecar: SidecarFactory) -> None:
     side = await start_sidecar()
     request = pb.ProjectRequest(ledger=pb.LedgerHistory(last_days=30), months=2)
     with pytest.raises(grpc.aio.AioRpcError) as info:
+        await side.stub.Project(request)  # the sidecar's own ledger, still empty
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "holds no calls in the last 30 day(s)" in info.value.details()
+    side.app.history = None  # as with ledger.enabled: false
+    with pytest.raises(grpc.aio.AioRpcError) as info:
         await side.stub.Project(request)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no spend ledger" in info.value.details()
