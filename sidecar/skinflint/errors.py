@@ -158,6 +158,18 @@ class ResourceExhausted(SkinflintError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class CostCeilingExceeded(SkinflintError):
+    """The request's own ceiling (``policy.max_cost_nanousd``) is below the worst case of
+    every model it may run on: a hard stop like a budget's, so RESOURCE_EXHAUSTED; retrying
+    the same request cannot help (no RetryInfo)."""
+
+    code = Code.RESOURCE_EXHAUSTED
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"policy.max_cost_nanousd: {reason}")
+        self.reason = reason
+
+
 class Unavailable(SkinflintError):
     """Every provider in the fallback chain failed; the same request may succeed later."""
 

@@ -44,6 +44,7 @@ from skinflint.accounting import ModelPrice, PriceTable, Usage
 from skinflint.call import Call, Lane, ModelKind, Tier, ToolUsePart, thaw_json
 from skinflint.config import Settings
 from skinflint.errors import (
+    CostCeilingExceeded,
     DeadlineExceeded,
     InternalError,
     NotImplementedYet,
@@ -328,6 +329,7 @@ class CompletePipeline:
         timeout_s = deadline.remaining()
         route = self._resolve(call, cascade=True)
         plans: dict[Candidate, CachePlan] = {}
+        route = self._fit_ceiling(call, route, plans)
         if route.escalation is not None:
             cascaded = await self._admit_cascade(call, route, plans, timeout_s)
             if cascaded is not None:
@@ -364,6 +366,7 @@ class CompletePipeline:
         timeout_s = deadline.remaining()
         route = self._resolve(call, cascade=False)
         plans: dict[Candidate, CachePlan] = {}
+        route = self._fit_ceiling(call, route, plans)
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
         outcome: Outcome | None = None
         settled = False
@@ -413,6 +416,91 @@ class CompletePipeline:
             router=self._router,
             healthy=lambda name: breakers.state(name) is not BreakerState.OPEN,
             cascade=cascade,
+        )
+
+    def _fit_ceiling(self, call: Call, route: Route, plans: dict[Candidate, CachePlan]) -> Route:
+        """Keep to ``policy.max_cost_nanousd``: drop the models whose worst case is above it
+        (then a cheaper tier, unless the model is pinned), and the cascade's escalation when
+        both attempts together could pass it. The worst case bounds the bill, so a call that
+        starts can never cost more than the ceiling.
+
+        Raises:
+            CostCeilingExceeded: no model the request may run on fits under the ceiling.
+        """
+        ceiling = call.policy.max_cost_nanousd
+        if ceiling is None:
+            return route
+        self._plan_primary(call, route, plans)
+        worst = self.worst_case(call, route.candidates, plans)
+        fitting = tuple(c for c in route.candidates if worst.by_candidate[c] <= ceiling)
+        if not fitting:
+            return self._cheaper_under_ceiling(call, route, plans, worst, ceiling)
+        note = ""
+        if len(fitting) < len(route.candidates):
+            dropped = ", ".join(c.qualified for c in route.candidates if c not in fitting)
+            note = f"; policy.max_cost_nanousd {ceiling}: skipped {dropped} (worst case above it)"
+        escalation = route.escalation
+        if escalation is not None:
+            self._plan_primary(call, escalation, plans)
+            second = self.worst_case(call, escalation.candidates, plans)
+            first = max(worst.by_candidate[c] for c in fitting)
+            if first + second.nanousd > ceiling:
+                escalation = None
+                note += (
+                    f"; cascade off: both attempts could cost {first + second.nanousd} nano-USD, "
+                    f"above policy.max_cost_nanousd {ceiling}"
+                )
+        if not note:
+            return route
+        return replace(
+            route,
+            candidates=fitting,
+            reason=route.reason + note,
+            escalation=escalation,
+            checks=route.checks if escalation is not None else (),
+        )
+
+    def _cheaper_under_ceiling(
+        self,
+        call: Call,
+        route: Route,
+        plans: dict[Candidate, CachePlan],
+        worst: WorstCase,
+        ceiling: int,
+    ) -> Route:
+        cheapest = min(worst.by_candidate.values())
+        fix = "raise policy.max_cost_nanousd, lower params.max_tokens, or shorten the prompt"
+        if call.model.kind is ModelKind.PINNED or route.tier is None:
+            raise CostCeilingExceeded(
+                f"the worst case of the pinned model {route.candidates[0].qualified} is "
+                f"{cheapest} nano-USD, above the ceiling of {ceiling}; {fix}"
+            )
+        floors = (call.policy.min_tier, self._settings.feature(call.attribution.feature).min_tier)
+        floor = max((t.rank for t in floors if t is not None), default=-1)
+        for tier in sorted(Tier, key=lambda t: t.rank, reverse=True):
+            if tier.rank >= route.tier.rank or tier.rank < floor:
+                continue
+            if not self._settings.tiers.models(tier):
+                continue
+            cheaper = _tier_route(self._settings, tier)
+            self._plan_primary(call, cheaper, plans)
+            try:
+                lower = self.worst_case(call, cheaper.candidates, plans)
+            except SkinflintError:
+                continue  # a model without a price has no worst case: not a fit
+            fitting = tuple(c for c in cheaper.candidates if lower.by_candidate[c] <= ceiling)
+            if fitting:
+                reason = (
+                    f"{route.reason}; policy.max_cost_nanousd {ceiling}: tier "
+                    f"{route.tier.value!r} could cost up to {cheapest} nano-USD, tier "
+                    f"{tier.value!r} fits; primary {fitting[0].qualified}"
+                )
+                return Route(fitting, tier, reason)
+        raise CostCeilingExceeded(
+            f"every model of tier {route.tier.value!r} and of the cheaper tiers the policy "
+            f"allows could cost "
+            f"more than the ceiling of {ceiling} nano-USD (the cheapest of tier "
+            f"{route.tier.value!r}: {cheapest}); {fix}"
         )
 
     async def _admit_cascade(

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from skinflint.errors import (
+    CostCeilingExceeded,
     InvalidArgument,
     ProviderNotConfigured,
     ResourceExhausted,
@@ -39,6 +40,11 @@ def _details(error: SkinflintError) -> list[Message]:
             delay.FromNanoseconds(round(error.retry_after_seconds * 1e9))
             details.append(error_details_pb2.RetryInfo(retry_delay=delay))
         return details
+    if isinstance(error, CostCeilingExceeded):
+        quota = error_details_pb2.QuotaFailure.Violation(
+            subject="policy.max_cost_nanousd", description=error.reason
+        )
+        return [error_details_pb2.QuotaFailure(violations=[quota])]
     if isinstance(error, ProviderNotConfigured):
         precondition = error_details_pb2.PreconditionFailure.Violation(
             type="PROVIDER_NOT_CONFIGURED",
