@@ -86,6 +86,9 @@ class ServerConfig(_Section):
     max_request_bytes: int = Field(4 * MIB, ge=1024, le=GIB)
     #: Calls served at once; beyond it gRPC answers RESOURCE_EXHAUSTED. None: no bound.
     max_concurrent_rpcs: int | None = Field(None, ge=1, le=1_000_000)
+    #: Serving processes sharing the port (SO_REUSEPORT; see skinflint.workers). One process
+    #: uses about one core; more raise throughput on several cores.
+    workers: int = Field(1, ge=1, le=64)
 
     @field_validator("host")
     @classmethod
@@ -706,6 +709,15 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
     issues += _compile_issues(settings)
     issues += _model_issues(settings, layers, path)
     issues += _budget_issues(settings, layers, path)
+    if settings.server.workers > 1 and settings.budgets.backend == "memory":
+        issues.append(
+            ConfigIssue(
+                "server.workers",
+                "budgets.backend memory keeps budgets inside one process, so several workers "
+                "would each enforce the whole limit",
+                "set server.workers to 1, or use budgets.backend local or redis",
+            )
+        )
     return issues
 
 
