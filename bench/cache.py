@@ -144,13 +144,13 @@ async def fill_cache(sidecar: str) -> bytes:
 
 
 @contextlib.contextmanager
-def rig(tmp: Path) -> Iterator[tuple[Targets, dict[str, int], int]]:
+def rig(tmp: Path, workers: int) -> Iterator[tuple[Targets, dict[str, int], int]]:
     """Emulator + sidecar, cache filled, emulator stopped; then the echo server."""
     started: list[subprocess.Popen[Any] | mp.process.BaseProcess] = []
     try:
         emulator, emulator_url = overhead.start_emulator(tmp)
         started.append(emulator)
-        sidecar, sidecar_port = overhead.start_sidecar(tmp, emulator_url, None)
+        sidecar, sidecar_port = overhead.start_sidecar(tmp, emulator_url, None, workers)
         started.append(sidecar)
         sidecar_target = f"{overhead.HOST}:{sidecar_port}"
         response = asyncio.run(fill_cache(sidecar_target))
@@ -197,13 +197,16 @@ def main() -> None:
         help="load-generator processes (a level below this uses fewer)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="path alternations per level")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the sidecar's server.workers (processes)"
+    )
     opts = parser.parse_args()
 
     load_start = os.getloadavg()
     began = time.perf_counter()
     results: dict[int, dict[str, overhead.Result]] = {}
     with tempfile.TemporaryDirectory(prefix="skinflint-bench-") as tmp:
-        with rig(Path(tmp)) as (targets, servers, response_bytes):
+        with rig(Path(tmp), opts.workers) as (targets, servers, response_bytes):
             load = LoadGenerator(opts.clients, targets, servers)
             try:
                 for concurrency in opts.concurrency:
@@ -223,8 +226,9 @@ def main() -> None:
     print(
         f"- request {len(hit_request().SerializeToString())} B, response {response_bytes} B; "
         f"emulator stopped before measuring (a hit cannot reach the network); "
-        f"{opts.clients} client processes; {opts.n} measured + {opts.warmup} warm-up calls per "
-        f"path and level, {opts.rounds} alternating rounds; run took {elapsed:.0f} s\n"
+        f"sidecar server.workers {opts.workers}; {opts.clients} client processes; "
+        f"{opts.n} measured + {opts.warmup} warm-up calls per path and level, "
+        f"{opts.rounds} alternating rounds; run took {elapsed:.0f} s\n"
     )
     print(
         "| in flight | hit p50 / p99 ms | echo p50 / p99 ms | p50 hit/echo | p99 hit/echo "
