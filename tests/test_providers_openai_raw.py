@@ -5,6 +5,7 @@ missing fields) and what a body that is not a Chat Completion becomes."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -164,3 +165,52 @@ async def test_a_body_that_is_not_json_is_an_error(not_json: str) -> None:
         await openai.aclose()
     assert info.value.kind is FailureKind.OTHER
     assert "not JSON" in str(info.value)
+
+
+@pytest.fixture
+async def hangs_up() -> AsyncIterator[str]:
+    """A real HTTP server that starts a 200 answer, sends part of it and drops the
+    connection."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Content-Length": "4000"}
+        )
+        await response.prepare(request)
+        await response.write(b'{"id": "chatcmpl-1", "choices": [')
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+async def test_a_dropped_connection_is_a_connection_failure_not_a_timeout(hangs_up: str) -> None:
+    openai = provider("openai_compatible", hangs_up)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await openai.complete(call("hello"))
+    finally:
+        await openai.aclose()
+    assert info.value.kind is FailureKind.CONNECTION
+
+
+async def test_nothing_listening_is_a_connection_failure() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        openai = provider("openai_compatible", f"http://127.0.0.1:{port}/v1")
+        try:
+            with pytest.raises(ProviderError) as info:
+                await openai.complete(call("hello"))
+        finally:
+            await openai.aclose()
+    assert info.value.kind is FailureKind.CONNECTION

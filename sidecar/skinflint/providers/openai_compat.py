@@ -286,8 +286,11 @@ def openai_error(
             retry_after_s=_common.retry_after_s(headers),
             request_id=exc.request_id or _common.header_request_id(headers),
         )
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _common.disconnected(exc):
         return ProviderError(provider, model, FailureKind.TIMEOUT, "request timed out")
+    if isinstance(exc, openai.APITimeoutError):  # the aiohttp transport's lost connection
+        kind = FailureKind.STREAM_CUT if streaming else FailureKind.CONNECTION
+        return ProviderError(provider, model, kind, "connection error")
     if isinstance(exc, openai.APIConnectionError):
         kind = FailureKind.STREAM_CUT if streaming else FailureKind.CONNECTION
         return ProviderError(provider, model, kind, "connection error")
@@ -352,11 +355,13 @@ class OpenAICompatProvider:
             kwargs: dict[str, Any] = {}
             if self.settings.base_url is not None:
                 kwargs["base_url"] = self.settings.base_url
+            timeout = httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s)
             self._client = openai.AsyncOpenAI(
                 api_key=key.get_secret_value() if key is not None else NO_KEY,
                 max_retries=0,
-                timeout=httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s),
+                timeout=timeout,
                 default_headers=self.settings.default_headers or None,
+                http_client=openai.DefaultAioHttpClient(timeout=timeout),
                 **kwargs,
             )
         return self._client
