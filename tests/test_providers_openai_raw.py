@@ -1,7 +1,9 @@
-"""The OpenAI adapter's unary hot path: the body goes out through the SDK's generic ``post``
-and the JSON answer is read without the SDK's pydantic models. These tests pin the reading
-rules the SDK models used to provide (refusals, custom tool calls, vLLM's ``stop_reason``,
-missing fields) and what a body that is not a Chat Completion becomes."""
+"""The provider adapters' hot path: the OpenAI adapter sends the body through the SDK's
+generic ``post`` and reads the JSON answer without the SDK's pydantic models; both adapters
+use the SDKs' aiohttp transport. These tests pin the reading rules the SDK models used to
+provide (refusals, custom tool calls, vLLM's ``stop_reason``, missing fields), what a body
+that is not a Chat Completion becomes, and that a lost connection is still a connection
+failure (not a timeout) under the aiohttp transport."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from skinflint.call import (
     TextPart,
     ToolUsePart,
 )
+from skinflint.providers.anthropic import AnthropicProvider
 from skinflint.providers.base import (
     CachePlan,
     FailureKind,
@@ -184,6 +187,7 @@ async def hangs_up() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/messages", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -213,4 +217,23 @@ async def test_nothing_listening_is_a_connection_failure() -> None:
                 await openai.complete(call("hello"))
         finally:
             await openai.aclose()
+    assert info.value.kind is FailureKind.CONNECTION
+
+
+async def test_anthropic_dropped_connection_is_a_connection_failure_too(
+    hangs_up: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Anthropic adapter uses the same aiohttp transport and the same rule."""
+    monkeypatch.setenv("SKINFLINT_TEST_RAW_ANTHROPIC_KEY", "sk-ant-raw-test")
+    settings = ProviderSettings(
+        kind="anthropic",
+        base_url=hangs_up.removesuffix("/v1"),
+        api_key_env="SKINFLINT_TEST_RAW_ANTHROPIC_KEY",
+    )
+    claude = AnthropicProvider("anthropic", settings)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await claude.complete(call("hello"))
+    finally:
+        await claude.aclose()
     assert info.value.kind is FailureKind.CONNECTION

@@ -361,6 +361,8 @@ class OpenAICompatProvider:
                 max_retries=0,
                 timeout=timeout,
                 default_headers=self.settings.default_headers or None,
+                # Performance: the SDK's aiohttp transport costs less CPU per call than
+                # httpx2's own (bench/overhead.py); lost connections: _common.disconnected.
                 http_client=openai.DefaultAioHttpClient(timeout=timeout),
                 **kwargs,
             )
