@@ -164,8 +164,7 @@ def start_sidecar(
         "providers:\n"
         f"  openai: {{base_url: '{emulator_url}/v1', api_key_env: {KEY_ENV}}}\n"
         "server:\n"
-        "  grace_seconds: 1\n"
-        f"  workers: {workers}\n"
+        "  grace_seconds: 1\n" + (f"  workers: {workers}\n" if workers != 1 else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKINFLINT")}
     env[KEY_ENV] = API_KEY
