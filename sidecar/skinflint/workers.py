@@ -85,7 +85,6 @@ def worker_main(
     from skinflint.server import serve
 
     settings = load_settings(config_path, flags=flags)
-
     # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which then
     # stops each worker exactly once (a second signal would cut a worker's drain short).
     os.setpgrp()
@@ -125,6 +124,8 @@ def supervise(
     try:
         _log.info("workers_starting", workers=cfg.workers, host=cfg.host, port=port)
         for index in range(cfg.workers):
+            if stopping:
+                break
             worker = ctx.Process(
                 target=worker_main,
                 args=(config_path, pinned, index, loop_factory),
@@ -132,6 +133,8 @@ def supervise(
             )
             worker.start()
             workers.append(worker)
+        if stopping:  # a signal while workers were starting: stop the late ones too
+            _terminate(workers)
         code = 0
         while not stopping:
             dead = [w for w in workers if not w.is_alive()]
