@@ -142,6 +142,10 @@ class FeatureConfig(_Section):
     cache_nondeterministic: bool = False
 
 
+#: The settings of a feature that is not configured (``Settings.feature``).
+_DEFAULT_FEATURE = FeatureConfig()
+
+
 class TiersConfig(_Section):
     """Each tier's ordered model list: the primary first, then its fallbacks.
 
@@ -288,7 +292,10 @@ class Settings(_Section):
 
     def feature(self, name: str) -> FeatureConfig:
         """The feature's settings; a feature not configured gets the defaults."""
-        return self.features.get(name) or FeatureConfig()
+        found = self.features.get(name)
+        # One shared default (frozen): building and validating it on every call was ~3 pydantic
+        # validations per request on the hot path (bench/cache.py).
+        return found if found is not None else _DEFAULT_FEATURE
 
     @property
     def baseline(self) -> str:
