@@ -69,6 +69,8 @@ ECHO_METHOD = "/skinflint.bench.Echo/Echo"
 CALL_TIMEOUT_S = 30.0
 PATHS = ("direct", "skinflint", "echo")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: How long a server may take to start (a loaded machine imports slowly; workers spawn).
+READY_S = 120.0
 
 
 def complete_request() -> pb.CompleteRequest:
@@ -123,8 +125,8 @@ def echo_server_main(conn: Connection, response: bytes) -> None:
 
 
 def wait_for_line(path: Path, pattern: re.Pattern[str], proc: subprocess.Popen[Any]) -> str:
-    """The first line of ``path`` matching ``pattern``, waiting up to 30 s for it."""
-    deadline = time.monotonic() + 30
+    """The first line of ``path`` matching ``pattern``, waiting up to ``READY_S`` for it."""
+    deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
         if path.exists():
             for line in path.read_text().splitlines():
@@ -144,21 +146,25 @@ def start_emulator(tmp: Path) -> tuple[subprocess.Popen[Any], str]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    line = wait_for_line(log, re.compile(r"listening on (http://\S+)"), proc)
+    try:
+        line = wait_for_line(log, re.compile(r"listening on (http://\S+)"), proc)
+    except BaseException:
+        stop_process(proc)
+        raise
     match = re.search(r"listening on (http://\S+)", line)
     assert match is not None
     return proc, match[1]
 
 
 def start_sidecar(
-    tmp: Path, emulator_url: str, profile: str | None
+    tmp: Path, emulator_url: str, profile: str | None, workers: int = 1
 ) -> tuple[subprocess.Popen[Any], int]:
     config = tmp / "skinflint.yaml"
     config.write_text(
         "providers:\n"
         f"  openai: {{base_url: '{emulator_url}/v1', api_key_env: {KEY_ENV}}}\n"
         "server:\n"
-        "  grace_seconds: 1\n"
+        "  grace_seconds: 1\n" + (f"  workers: {workers}\n" if workers != 1 else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKINFLINT")}
     env[KEY_ENV] = API_KEY
@@ -172,7 +178,17 @@ def start_sidecar(
     log = tmp / "sidecar.log"
     with log.open("w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    line = wait_for_line(log, re.compile(r'"event": ?"listening"'), proc)
+    listening = re.compile(r'"event": ?"listening"')
+    try:
+        line = wait_for_line(log, listening, proc)
+        deadline = time.monotonic() + READY_S
+        while sum(map(bool, map(listening.search, log.read_text().splitlines()))) < workers:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"not every worker started:\n{log.read_text()}")
+            time.sleep(0.05)
+    except BaseException:
+        stop_process(proc)  # not yet in the caller's list of processes to stop
+        raise
     return proc, int(json.loads(line)["port"])
 
 
@@ -195,9 +211,15 @@ def stop_process(proc: subprocess.Popen[Any] | mp.process.BaseProcess) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads) from /proc."""
+    """User + system CPU time of ``pid`` (all its threads) and of its live child processes
+    (``server.workers`` > 1: the supervisor's workers) from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(int(child))
+    return total
 
 
 # --- load generator ----------------------------------------------------------------------------
@@ -495,12 +517,14 @@ def builtin_bucket(name: str) -> str:
 
 
 @contextlib.contextmanager
-def rig(tmp: Path, profile: str | None) -> Iterator[tuple[Targets, dict[str, int]]]:
+def rig(
+    tmp: Path, profile: str | None, workers: int = 1
+) -> Iterator[tuple[Targets, dict[str, int]]]:
     started: list[subprocess.Popen[Any] | mp.process.BaseProcess] = []
     try:
         emulator, emulator_url = start_emulator(tmp)
         started.append(emulator)
-        sidecar, sidecar_port = start_sidecar(tmp, emulator_url, profile)
+        sidecar, sidecar_port = start_sidecar(tmp, emulator_url, profile, workers)
         started.append(sidecar)
         sidecar_target = f"{HOST}:{sidecar_port}"
         response = asyncio.run(probe(emulator_url, sidecar_target))
@@ -575,13 +599,16 @@ def main() -> None:
         metavar="FILE",
         help="profile the sidecar (cProfile) over the measured runs; prints where its time goes",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the sidecar's server.workers (processes)"
+    )
     opts = parser.parse_args()
 
     load_start = os.getloadavg()
     began = time.perf_counter()
     results: dict[int, dict[str, Result]] = {}
     with tempfile.TemporaryDirectory(prefix="skinflint-bench-") as tmp:
-        with rig(Path(tmp), opts.profile) as (targets, servers):
+        with rig(Path(tmp), opts.profile, opts.workers) as (targets, servers):
             load = LoadGenerator(opts.clients, targets, servers)
             if opts.profile:
                 os.kill(servers["sidecar"], signal.SIGUSR1)
@@ -604,6 +631,7 @@ def main() -> None:
     print("\n".join(machine_facts(load_start)))
     print(
         f"- emulator: OpenAI `{MODEL}`, no simulated latency; {opts.clients} client processes; "
+        f"sidecar server.workers {opts.workers}; "
         f"{opts.n} measured + {opts.warmup} warm-up requests per path and level; "
         f"run took {elapsed:.0f} s\n"
     )

@@ -112,6 +112,15 @@ def serve(
     }
     settings = _load(ctx, config, flags)
     configure_logging(settings.logging)
+    if settings.server.workers > 1:  # several processes on one port (skinflint.workers)
+        from skinflint.workers import supervise
+
+        try:
+            path = _from_command_line(ctx, "config", config)
+            code = supervise(settings, str(path) if path else None, flags, _event_loop_factory())
+        except ConfigError as exc:
+            raise _fail_config(exc) from None
+        raise typer.Exit(code)
     try:
         application = App.open(settings)
     except ConfigError as exc:

@@ -99,6 +99,9 @@ class ServerConfig(_Section):
     max_request_bytes: int = Field(4 * MIB, ge=1024, le=GIB)
     #: Calls served at once; beyond it gRPC answers RESOURCE_EXHAUSTED. None: no bound.
     max_concurrent_rpcs: int | None = Field(None, ge=1, le=1_000_000)
+    #: Serving processes sharing the port (SO_REUSEPORT; see skinflint.workers). One process
+    #: uses about one core; more raise throughput on several cores.
+    workers: int = Field(1, ge=1, le=64)
 
     @field_validator("host")
     @classmethod
@@ -202,6 +205,10 @@ class FeatureConfig(_Section):
     #: The checks of a cascade: ``schema`` (JSON / JSON-schema response_format), ``refusal``,
     #: ``empty`` (no text and no tool call) and ``truncated`` (stopped at max_tokens).
     cascade_checks: tuple[CascadeCheck, ...] = ("schema", "refusal", "empty", "truncated")
+
+
+#: The settings of a feature that is not configured (``Settings.feature``).
+_DEFAULT_FEATURE = FeatureConfig()
 
 
 class TiersConfig(_Section):
@@ -384,7 +391,10 @@ class Settings(_Section):
 
     def feature(self, name: str) -> FeatureConfig:
         """The feature's settings; a feature not configured gets the defaults."""
-        return self.features.get(name) or FeatureConfig()
+        found = self.features.get(name)
+        # One shared default (frozen): building and validating it on every call was ~3 pydantic
+        # validations per request on the hot path (bench/cache.py).
+        return found if found is not None else _DEFAULT_FEATURE
 
     @property
     def baseline(self) -> str:
@@ -824,6 +834,15 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
     issues += _model_issues(settings, layers, path)
     issues += _budget_issues(settings, layers, path)
     issues += _cache_l2_issues(settings, layers, path)
+    if settings.server.workers > 1 and settings.budgets.backend == "memory":
+        issues.append(
+            ConfigIssue(
+                "server.workers",
+                "budgets.backend memory keeps budgets inside one process, so several workers "
+                "would each enforce the whole limit",
+                "set server.workers to 1, or use budgets.backend local or redis",
+            )
+        )
     return issues
 
 

@@ -25,6 +25,9 @@ PROMPT_KEYS = frozenset(
 #: Substrings that mark a key as a secret.
 SECRET_MARKERS = ("api_key", "apikey", "secret", "password", "authorization", "credential")
 REDACTED = "[redacted]"
+#: Standard-library loggers that log every HTTP request at INFO; kept to WARNING unless the
+#: level is DEBUG.
+QUIET_BELOW_DEBUG = ("httpx2", "httpcore2", "httpx", "httpcore")
 
 
 def _redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -67,6 +70,11 @@ def configure_logging(cfg: LoggingConfig, *, stream: TextIO | None = None) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The SDKs' HTTP client logs one INFO line per provider request ("HTTP Request: POST
+    # ..."): noise at INFO, and rendering it is a measurable share of a call's CPU
+    # (bench/overhead.py). Shown at DEBUG; warnings and errors always.
+    for name in QUIET_BELOW_DEBUG:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
 
 
 def get_logger(component: str) -> Any:

@@ -48,8 +48,9 @@ async def _build(app: App) -> _Built:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", cfg.max_request_bytes + RECEIVE_SLACK_BYTES),
-            # Without this, a second sidecar on the same port would silently share it.
-            ("grpc.so_reuseport", 0),
+            # Without this, a second sidecar on the same port would silently share it;
+            # on only when this is one of ``server.workers`` processes (skinflint.workers).
+            ("grpc.so_reuseport", 1 if cfg.workers > 1 else 0),
         ],
         maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
     )

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import httpx2
 
 from skinflint.accounting.usage import Usage, UsageError
@@ -105,10 +106,33 @@ def body_error(body: object) -> tuple[str | None, str | None]:
     )
 
 
+def disconnected(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by the connection failing rather than by a timeout.
+
+    With the aiohttp transport (``http_client``), httpx2's adapter maps every aiohttp
+    connection error, a peer that hung up included, to ``ConnectTimeout``, which the SDKs
+    report as a timeout. The aiohttp exception is kept as the cause: a connection error that
+    is not one of aiohttp's timeouts is a lost connection, as it was with httpx2's own
+    transport."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, aiohttp.ServerTimeoutError):
+            return False
+        if isinstance(seen, aiohttp.ClientConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def transport_error(
     exc: BaseException, provider: str, model: str, *, streaming: bool
 ) -> ProviderError | None:
     """A raw httpx2 transport failure (the Anthropic SDK lets these out of a stream)."""
+    if isinstance(exc, httpx2.TimeoutException) and disconnected(exc):
+        kind = FailureKind.STREAM_CUT if streaming else FailureKind.CONNECTION
+        return ProviderError(provider, model, kind, "connection lost")
     if isinstance(exc, httpx2.TimeoutException):
         return ProviderError(provider, model, FailureKind.TIMEOUT, "timed out reading the response")
     if isinstance(exc, httpx2.TransportError):
@@ -167,6 +191,7 @@ __all__ = [
     "clean_message",
     "deadline_at",
     "deadline_error",
+    "disconnected",
     "header_request_id",
     "kind_for_status",
     "next_before",

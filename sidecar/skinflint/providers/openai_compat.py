@@ -252,6 +252,11 @@ def _tool_input(arguments: str | None, provider: str, model: str) -> dict[str, A
     return parsed
 
 
+def _get(obj: Any, name: str) -> Any:
+    """A field of a JSON object; ``None`` when absent or when ``obj`` is not an object."""
+    return obj.get(name) if isinstance(obj, dict) else None
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 
@@ -281,8 +286,11 @@ def openai_error(
             retry_after_s=_common.retry_after_s(headers),
             request_id=exc.request_id or _common.header_request_id(headers),
         )
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _common.disconnected(exc):
         return ProviderError(provider, model, FailureKind.TIMEOUT, "request timed out")
+    if isinstance(exc, openai.APITimeoutError):  # the aiohttp transport's lost connection
+        kind = FailureKind.STREAM_CUT if streaming else FailureKind.CONNECTION
+        return ProviderError(provider, model, kind, "connection error")
     if isinstance(exc, openai.APIConnectionError):
         kind = FailureKind.STREAM_CUT if streaming else FailureKind.CONNECTION
         return ProviderError(provider, model, kind, "connection error")
@@ -347,11 +355,15 @@ class OpenAICompatProvider:
             kwargs: dict[str, Any] = {}
             if self.settings.base_url is not None:
                 kwargs["base_url"] = self.settings.base_url
+            timeout = httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s)
             self._client = openai.AsyncOpenAI(
                 api_key=key.get_secret_value() if key is not None else NO_KEY,
                 max_retries=0,
-                timeout=httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s),
+                timeout=timeout,
                 default_headers=self.settings.default_headers or None,
+                # Performance: the SDK's aiohttp transport costs less CPU per call than
+                # httpx2's own (bench/overhead.py); lost connections: _common.disconnected.
+                http_client=openai.DefaultAioHttpClient(timeout=timeout),
                 **kwargs,
             )
         return self._client
@@ -366,55 +378,89 @@ class OpenAICompatProvider:
         return openai_error(exc, self.name, model, self._key, streaming=streaming)
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """One unary call through the SDK's generic ``post`` (hot path, see ``_post_raw``)."""
         client = self._get_client()
         body = build_request(request, self.kind)
         deadline = _common.deadline_at(request.timeout_s)
         try:
             async with asyncio.timeout_at(deadline):
-                completion = await client.chat.completions.create(
-                    **body, timeout=self._timeout(request)
-                )
+                raw = await self._post_raw(client, body, request)
+            data = json.loads(raw.content)
         except TimeoutError:
             raise _common.deadline_error(self.name, request.model, request.timeout_s) from None
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise self._error(exc, request.model) from exc
-        if not completion.choices:
-            raise ProviderError(self.name, request.model, FailureKind.OTHER, "no choices returned")
-        choice = completion.choices[0]
-        message = choice.message
+        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
+            raise ProviderError(
+                self.name, request.model, FailureKind.OTHER, "the response body is not JSON"
+            ) from None
+        return self._response(data, request.model, _common.header_request_id(raw.headers))
+
+    async def _post_raw(
+        self, client: openai.AsyncOpenAI, body: dict[str, Any], request: ProviderRequest
+    ) -> httpx2.Response:
+        """``POST /chat/completions`` with the body as built, answered as the raw HTTP response.
+
+        Performance (bench/overhead.py): ``chat.completions.create`` runs its TypedDict
+        transform over the body and builds pydantic models of the answer, about a third of the
+        sidecar's CPU per call. Both are skipped here; ``build_request`` already produces the
+        wire shape, and ``_response`` reads the JSON directly. Everything else is still the
+        official SDK's: auth, headers, timeouts, connection pool, and its status errors
+        (``APIStatusError`` with the body and headers), so errors classify exactly as before.
+        """
+        body = dict(body)
+        extra = body.pop("extra_body", None)
+        options: dict[str, Any] = {"security": {"bearer_auth": True}}
+        if extra is not None:
+            options["extra_json"] = extra
+        timeout = self._timeout(request)
+        if timeout is not openai.NOT_GIVEN:
+            options["timeout"] = timeout
+        return await client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=httpx2.Response,
+            options=options,  # type: ignore[arg-type]
+        )
+
+    def _response(self, data: Any, model: str, request_id: str | None) -> ProviderResponse:
+        """A Chat Completions JSON body as a ``ProviderResponse`` (same rules as the SDK's
+        models: a missing field reads as absent, a custom tool call is skipped)."""
+        choices = _get(data, "choices")
+        if not choices or not isinstance(choices, list):
+            raise ProviderError(self.name, model, FailureKind.OTHER, "no choices returned")
+        choice = choices[0]
+        message = _get(choice, "message") or {}
         content: list[Content] = []
-        text = message.content or message.refusal or ""
+        refusal = _get(message, "refusal")
+        text = _get(message, "content") or refusal or ""
         if text:
             content.append(TextPart(text=text))
-        for tool_call in message.tool_calls or ():
-            function = getattr(tool_call, "function", None)
+        for tool_call in _get(message, "tool_calls") or ():
+            function = _get(tool_call, "function")
             if function is None:
                 continue  # custom (non-function) tools are not part of the Call model
             content.append(
                 ToolUsePart(
-                    id=tool_call.id,
-                    name=function.name,
-                    input=_tool_input(function.arguments, self.name, request.model),
+                    id=_get(tool_call, "id"),
+                    name=_get(function, "name"),
+                    input=_tool_input(_get(function, "arguments"), self.name, model),
                 )
             )
-        reason = finish_reason(choice.finish_reason, self._vllm_stop(choice))
-        if message.refusal and reason is StopReason.END_TURN:
+        vllm_stop = _get(choice, "stop_reason") if self._flavour.vllm_stop_reason else None
+        reason = finish_reason(_get(choice, "finish_reason"), vllm_stop)
+        if refusal and reason is StopReason.END_TURN:
             reason = StopReason.REFUSAL
         return ProviderResponse(
             provider=self.name,
-            model=completion.model or request.model,
+            model=_get(data, "model") or model,
             content=tuple(content),
             stop_reason=reason,
             usage=_common.checked_usage(
-                self._flavour.usage, completion.usage, self.name, request.model, provider=self.name
+                self._flavour.usage, _get(data, "usage"), self.name, model, provider=self.name
             ),
-            request_id=getattr(completion, "_request_id", None),
+            request_id=request_id,
         )
-
-    def _vllm_stop(self, choice: Any) -> object:
-        if not self._flavour.vllm_stop_reason:
-            return None
-        return (choice.model_extra or {}).get("stop_reason")
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamEvent]:
         client = self._get_client()

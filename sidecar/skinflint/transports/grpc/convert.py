@@ -283,6 +283,12 @@ def to_call(request: pb.CompleteRequest, *, prefix: str = "") -> Call:
     )
 
 
+def call_request_id(request: pb.CompleteRequest, *, prefix: str = "") -> str:
+    """The request's id validated as ``to_call`` does ("" when none is sent; ``to_call``
+    then generates one). For ``call_memo``, which reuses the rest of a converted request."""
+    return _visible_id(request.request_id, f"{prefix}request_id", what="request id", required=False)
+
+
 def _model(model: str, field: str) -> ModelSpec:
     if not model:
         _fail(field, f"required; {_MODEL_HINT}")

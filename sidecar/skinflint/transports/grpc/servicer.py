@@ -18,6 +18,7 @@ from skinflint.app import App
 from skinflint.errors import InternalError, SkinflintError
 from skinflint.logs import get_logger
 from skinflint.transports.grpc import convert, responses
+from skinflint.transports.grpc.call_memo import CallMemo
 from skinflint.transports.grpc.status import to_grpc_status
 from skinflint.transports.grpc.tracing import caller_trace
 from skinflint.v1 import skinflint_pb2 as pb
@@ -33,13 +34,15 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     def __init__(self, app: App) -> None:
         self._app = app
         self._limit = app.settings.server.max_request_bytes
+        # Performance: repeated requests skip re-validation (same Call as convert.to_call).
+        self._calls = CallMemo()
 
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: Context
     ) -> AsyncIterator[pb.CompleteStreamEvent]:
         async with _errors(context, "CompleteStream"), _traced(context):
             convert.check_request_size(request, self._limit)
-            call = convert.to_call(request)
+            call = self._calls.to_call(request)
             items = self._app.complete_stream(call, timeout_s=context.time_remaining())
             async with contextlib.aclosing(items):  # type: ignore[type-var]
                 async for item in items:
@@ -48,7 +51,7 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
         async with _errors(context, "Complete"), _traced(context):
             convert.check_request_size(request, self._limit)
-            call = convert.to_call(request)
+            call = self._calls.to_call(request)
             result = await self._app.complete(call, timeout_s=context.time_remaining())
             return responses.complete_response(result)
 
