@@ -196,3 +196,28 @@ async def test_estimate_checks_budgets_without_reserving(start_rig: RigFactory) 
     for budget_id in ("roomy", "tight"):
         state = (await rig.stub.GetBudget(pb.GetBudgetRequest(id=budget_id))).state
         assert (state.reserved_nanousd, state.spent_nanousd, state.requests) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What is the capital of France?",
+        "Prove that there are infinitely many primes, then write a Python function that lists "
+        "the first n primes and analyse its complexity step by step.",
+    ],
+)
+async def test_estimate_routes_auto_exactly_as_complete_does(
+    start_rig: RigFactory, text: str
+) -> None:
+    """``auto`` goes through the classifier: Estimate must name the model Complete uses."""
+    rig = await start_rig()
+    req = request("auto", text, params=pb.GenerationParams(max_tokens=64, temperature=0.0))
+    estimate = await rig.stub.Estimate(pb.EstimateRequest(request=req))
+    response = await rig.stub.Complete(req)
+    assert (estimate.route.provider, estimate.route.model, estimate.route.tier) == (
+        response.served_by.provider,
+        response.served_by.model,
+        response.served_by.tier,
+    )
+    assert "classifier" in estimate.route.route_reason
+    assert response.cost_nanousd <= estimate.cost.high_nanousd

@@ -19,6 +19,7 @@ made-up answer. Callers only reach them after their request has been fully valid
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -116,6 +117,7 @@ class App:
             ResponseCacheLayer(settings, cache, rule_sets),
             self.prefix_tracker,
             self.budgets,
+            functools.partial(self._complete.route_for, cascade=True),
         )
 
     @classmethod

@@ -39,7 +39,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from skinflint import _native
 from skinflint.accounting import ModelPrice, PriceTable, Usage
 from skinflint.call import Call, Lane, ModelKind, Tier, ToolUsePart, thaw_json
 from skinflint.config import Settings
@@ -49,17 +48,11 @@ from skinflint.errors import (
     InternalError,
     NotImplementedYet,
     SkinflintError,
-    native_errors,
 )
 from skinflint.logs import get_logger
 from skinflint.pipeline.budget_guard import BudgetGuard, Hold, Touch, refusal_error
 from skinflint.pipeline.budgets import (
-    IMAGE_TOKENS_BOUND,
     BudgetAction,
-    image_count,
-    input_side_rate,
-    prompt_pieces,
-    worst_case_nanousd,
 )
 from skinflint.pipeline.cascade import combine, failed_check
 from skinflint.pipeline.dispatch import BreakerState, Deadline, Dispatcher, Outcome, Prepare
@@ -74,6 +67,7 @@ from skinflint.pipeline.response_cache import (
 )
 from skinflint.pipeline.router_model import RouterModel
 from skinflint.pipeline.routing import Candidate, Route, resolve
+from skinflint.pipeline.worst_case import WorstCase, worst_case
 from skinflint.providers.base import (
     CachePlan,
     Content,
@@ -114,23 +108,6 @@ class Completion:
     bill: Bill
     #: The budgets the call was charged against, with what remains of each.
     budgets: tuple[Touch, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class WorstCase:
-    """The reservation of one call: per-candidate worst cases and the amounts held."""
-
-    prompt_tokens: int
-    max_tokens: int
-    by_candidate: Mapping[Candidate, int]
-
-    @property
-    def nanousd(self) -> int:
-        return max(self.by_candidate.values(), default=0)
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.max_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +304,7 @@ class CompletePipeline:
         self, call: Call, decision: CacheDecision, deadline: Deadline
     ) -> Completion:
         timeout_s = deadline.remaining()
-        route = self._resolve(call, cascade=True)
+        route = self.route_for(call, cascade=True)
         plans: dict[Candidate, CachePlan] = {}
         route = self._fit_ceiling(call, route, plans)
         if route.escalation is not None:
@@ -364,7 +341,7 @@ class CompletePipeline:
         self, call: Call, decision: CacheDecision, deadline: Deadline
     ) -> AsyncIterator[StreamItem]:
         timeout_s = deadline.remaining()
-        route = self._resolve(call, cascade=False)
+        route = self.route_for(call, cascade=False)
         plans: dict[Candidate, CachePlan] = {}
         route = self._fit_ceiling(call, route, plans)
         route, worst, hold = await self._admit(call, route, plans, timeout_s)
@@ -407,7 +384,8 @@ class CompletePipeline:
 
     # -- routing and cascades -------------------------------------------------------------
 
-    def _resolve(self, call: Call, *, cascade: bool) -> Route:
+    def route_for(self, call: Call, *, cascade: bool) -> Route:
+        """The route Complete takes for ``call`` (Estimate asks the same question)."""
         breakers = self._dispatcher.breakers
         return resolve(
             call,
@@ -605,29 +583,8 @@ class CompletePipeline:
     def worst_case(
         self, call: Call, candidates: tuple[Candidate, ...], plans: Mapping[Candidate, CachePlan]
     ) -> WorstCase:
-        """The worst case of ``call`` on each candidate (see the module docstring)."""
-        max_tokens = call.params.max_tokens or self._settings.max_tokens_cap(
-            call.attribution.feature
-        )
-        pieces = prompt_pieces(call)
-        images = image_count(call) * IMAGE_TOKENS_BOUND
-        by_candidate: dict[Candidate, int] = {}
-        prompt_max = 0
-        counts: dict[str, int] = {}  # by tokenizer encoding: most chains share one
-        for candidate in candidates:
-            with native_errors("counting the prompt's tokens for the budget reservation"):
-                encoding = _native.encoding_for_model(candidate.model)
-                if encoding not in counts:
-                    counts[encoding] = _native.count_chat_tokens(candidate.model, pieces).count
-            prompt = counts[encoding] + images
-            prompt_max = max(prompt_max, prompt)
-            price = self._price(candidate)
-            kind = self._settings.providers[candidate.provider].kind
-            rate = input_side_rate(
-                price, plans.get(candidate), automatic_writes=kind != "anthropic"
-            )
-            by_candidate[candidate] = worst_case_nanousd(prompt, max_tokens, price, rate)
-        return WorstCase(prompt_max, max_tokens, by_candidate)
+        """The worst case of ``call`` on each candidate (``pipeline.worst_case``)."""
+        return worst_case(call, candidates, plans, settings=self._settings, price_of=self._price)
 
     async def _admit(
         self,

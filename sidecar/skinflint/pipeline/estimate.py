@@ -44,7 +44,7 @@ request routed to the local tier, reported as it is).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -68,6 +68,7 @@ from skinflint.pipeline.history import History, OutputStats
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner, Reuse
 from skinflint.pipeline.response_cache import CacheStatus, ResponseCacheLayer
 from skinflint.pipeline.routing import Candidate, Route, resolve
+from skinflint.pipeline.worst_case import worst_case
 from skinflint.providers.base import CachePlan
 
 _log = get_logger("estimate")
@@ -151,7 +152,11 @@ class Estimator:
         cache: ResponseCacheLayer,
         tracker: PrefixTracker,
         guard: BudgetGuard,
+        route_for: Callable[[Call], Route] | None = None,
     ) -> None:
+        #: Complete's own routing (classifier, tier health), so the estimate's route is the
+        #: one Complete would take; None: the policy-only ``resolve`` (unit tests).
+        self._route_for = route_for
         self._settings = settings
         self._prices = prices
         self._cache = cache
@@ -161,7 +166,10 @@ class Estimator:
 
     async def estimate(self, call: Call, history: History | None) -> Estimate:
         now = datetime.now(UTC)
-        route = resolve(call, self._settings, self._prices)
+        if self._route_for is not None:
+            route = self._route_for(call)
+        else:
+            route = resolve(call, self._settings, self._prices)
         primary = route.candidates[0]
         price = self._prices.lookup(primary.provider, primary.model, now)
         baseline = self._prices.lookup(None, self._baseline_name, now)
@@ -192,9 +200,15 @@ class Estimator:
         zero = CostRange(0, 0, 0)
         cost = zero if hit else miss
 
-        worst_nanousd, worst_tokens = self._worst_case(
-            call, route, plan, {counted_encoding: counted.count}, max_tokens, now
+        worst = worst_case(
+            call,
+            route.candidates,
+            {primary: plan},
+            settings=self._settings,
+            price_of=lambda c: self._prices.lookup(c.provider, c.model, now),
+            counts={counted_encoding: counted.count},
         )
+        worst_nanousd, worst_tokens = worst.nanousd, worst.tokens
         if hit:
             admissions = await self._guard.would_admit(call.attribution, nanousd=0, tokens=0)
         else:
@@ -265,36 +279,6 @@ class Estimator:
             model=candidate.model,
             min_cacheable_tokens=price.min_cacheable_tokens,
         )
-
-    def _worst_case(
-        self,
-        call: Call,
-        route: Route,
-        plan: CachePlan,
-        counts: dict[str, int],
-        max_tokens: int,
-        now: datetime,
-    ) -> tuple[int, int]:
-        """What Complete would reserve: the worst case over the fallback chain (the primary
-        with its plan, fallbacks at their highest input-side rate), as in ``complete``.
-        ``counts``: prompt tokens by tokenizer encoding, already known (most chains share)."""
-        pieces = prompt_pieces(call)
-        images = image_count(call) * IMAGE_TOKENS_BOUND
-        worst, prompt_max = 0, 0
-        for i, candidate in enumerate(route.candidates):
-            with native_errors("counting the prompt's tokens for the estimate"):
-                encoding = _native.encoding_for_model(candidate.model)
-                if encoding not in counts:
-                    counts[encoding] = _native.count_chat_tokens(candidate.model, pieces).count
-            tokens = counts[encoding] + images
-            prompt_max = max(prompt_max, tokens)
-            price = self._prices.lookup(candidate.provider, candidate.model, now)
-            kind = self._settings.providers[candidate.provider].kind
-            rate = input_side_rate(
-                price, plan if i == 0 else None, automatic_writes=kind != "anthropic"
-            )
-            worst = max(worst, worst_case_nanousd(tokens, max_tokens, price, rate))
-        return worst, prompt_max + max_tokens
 
 
 def output_range(max_tokens: int, stats: OutputStats | None) -> TokenRange:
