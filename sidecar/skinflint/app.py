@@ -2,9 +2,10 @@
 
 It owns the compiled configuration, the named rule sets, the embedded response cache (looked
 up first on every Complete, with in-process single flight: ``pipeline.response_cache``), the
-price table, the providers, the dispatcher (concurrency slots, circuit breakers) and the
-prompt-cache prefix tracker, and the budget guard over the budget store chosen by
-``budgets.backend``; later issues add the router and queues. Every Complete and CompleteStream
+price table, the providers, the dispatcher (concurrency slots, circuit breakers), the
+prompt-cache prefix tracker, the routing classifier, the optional fleet L2 (``cache.l2``), the
+budget guard over the budget store chosen by ``budgets.backend``, and the Estimator; the
+async lane's queues are still to come. Every Complete and CompleteStream
 runs inside a ``telemetry`` span (spans and metrics, ``skinflint.telemetry``) and its answer is
 appended to the spend ``ledger`` (``skinflint.ledger``), which is also ``history`` for Estimate
 and Project.

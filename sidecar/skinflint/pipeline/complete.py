@@ -746,7 +746,7 @@ class CompletePipeline:
     ) -> Completion:
         price = self._price(outcome.candidate)
         priced = bill(response.usage, price, self._baseline, price_version=self._prices.version)
-        # Telemetry goes here (later issue); the budget commit follows in the caller.
+        # The budget commit follows in the caller; the App records the span and the ledger.
         return Completion(
             request_id=call.request_id,
             content=response.content,
