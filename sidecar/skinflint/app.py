@@ -43,6 +43,7 @@ from skinflint.pipeline.jobs import Submission
 from skinflint.pipeline.projection import ProjectionRequest
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
+from skinflint.pipeline.semantic_cache import open_semantic_cache
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
 
@@ -85,7 +86,7 @@ class App:
             PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
             self.dispatcher,
             self.budgets,
-            ResponseCacheLayer(settings, cache, rule_sets),
+            ResponseCacheLayer(settings, cache, rule_sets, open_semantic_cache(settings)),
         )
 
     @classmethod

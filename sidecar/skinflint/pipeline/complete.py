@@ -166,6 +166,9 @@ class CompletePipeline:
         entry = self._cache.get(decision)
         if entry is not None:
             return await self._answer(call, decision, entry, CacheStatus.EXACT)
+        decision, entry = await self._cache.semantic(call, decision)
+        if entry is not None:
+            return await self._answer(call, decision, entry, CacheStatus.SEMANTIC)
         if decision.coalesce:
             for _ in range(MAX_COALESCE_WAITS):
                 future, leading = self._cache.join(decision)
@@ -193,6 +196,11 @@ class CompletePipeline:
         entry = self._cache.get(decision)
         if entry is not None:
             async for item in self._replay(call, decision, entry, CacheStatus.EXACT):
+                yield item
+            return
+        decision, entry = await self._cache.semantic(call, decision)
+        if entry is not None:
+            async for item in self._replay(call, decision, entry, CacheStatus.SEMANTIC):
                 yield item
             return
         if decision.coalesce:
@@ -249,6 +257,9 @@ class CompletePipeline:
                 f"response cache coalesced: waited for an identical in-flight request "
                 f"(key {decision.short}…)"
             )
+        elif status is CacheStatus.SEMANTIC and decision.similar is not None:
+            score, key = decision.similar
+            reason = f"semantic cache hit (similarity {score:.3f}, key {key.hex()[:8]}…)"
         else:
             reason = f"response cache hit (key {decision.short}…)"
         served = Served(
