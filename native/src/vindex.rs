@@ -271,7 +271,7 @@ impl VectorIndex {
         let value = encode(namespace, key, expires_ms, vector);
         let s = &*self.shared;
         for attempt in 0..2 {
-            match self.append(&value) {
+            match self.append(&value)? {
                 Ok(()) => break,
                 Err(e) if attempt == 0 && is_map_full(&e) => self.trim(self.max_entries / 2)?,
                 Err(e) => return Err(s.err("write failed", e)),
@@ -280,26 +280,11 @@ impl VectorIndex {
         self.refresh()
     }
 
-    fn append(&self, value: &[u8]) -> heed::Result<()> {
+    /// Appends one log entry (the inner error is LMDB's, so a full map can be told apart).
+    fn append(&self, value: &[u8]) -> Result<heed::Result<()>> {
         let s = &*self.shared;
-        let mut wtxn = match s.write_txn() {
-            Ok(t) => t,
-            Err(e) => return Err(heed::Error::Io(std::io::Error::other(e.to_string()))),
-        };
-        let last = s
-            .log
-            .last(&wtxn)?
-            .and_then(|(k, _)| <[u8; 8]>::try_from(k).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        s.log.put(&mut wtxn, &(last + 1).to_be_bytes(), value)?;
-        let count = s.log.len(&wtxn)? as usize;
-        if count > self.max_entries {
-            let target = self.max_entries - self.max_entries / TRIM_DIVISOR;
-            remove_oldest(s, &mut wtxn, count - target)?;
-            bump_epoch(s, &mut wtxn)?;
-        }
-        wtxn.commit()
+        let mut wtxn = s.write_txn()?;
+        Ok(append_in(s, &mut wtxn, value, self.max_entries).and_then(|()| wtxn.commit()))
     }
 
     /// Removes the oldest rows until at most `keep` remain.
@@ -443,6 +428,28 @@ fn is_map_full(e: &heed::Error) -> bool {
     matches!(e, heed::Error::Mdb(MdbError::MapFull))
 }
 
+fn append_in(
+    s: &SharedEnv,
+    wtxn: &mut heed::RwTxn<'_>,
+    value: &[u8],
+    max_entries: usize,
+) -> heed::Result<()> {
+    let last = s
+        .log
+        .last(wtxn)?
+        .and_then(|(k, _)| <[u8; 8]>::try_from(k).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    s.log.put(wtxn, &(last + 1).to_be_bytes(), value)?;
+    let count = s.log.len(wtxn)? as usize;
+    if count > max_entries {
+        let target = max_entries - max_entries / TRIM_DIVISOR;
+        remove_oldest(s, wtxn, count - target)?;
+        bump_epoch(s, wtxn)?;
+    }
+    Ok(())
+}
+
 fn remove_oldest(s: &SharedEnv, wtxn: &mut heed::RwTxn<'_>, n: usize) -> heed::Result<()> {
     let oldest: Vec<Vec<u8>> = s
         .log
@@ -485,8 +492,8 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let (ac, ar) = a.as_chunks::<16>();
     let (bc, br) = b.as_chunks::<16>();
     for (x, y) in ac.iter().zip(bc) {
-        for j in 0..16 {
-            acc[j] += x[j] * y[j];
+        for ((a, &xi), &yi) in acc.iter_mut().zip(x).zip(y) {
+            *a += xi * yi;
         }
     }
     let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
@@ -501,8 +508,8 @@ unsafe fn dots_avx2(query: &[f32], rows: &[f32], out: &mut [f32]) {
         let (ac, ar) = query.as_chunks::<16>();
         let (bc, br) = row.as_chunks::<16>();
         for (x, y) in ac.iter().zip(bc) {
-            for j in 0..16 {
-                acc[j] = x[j].mul_add(y[j], acc[j]);
+            for ((a, &xi), &yi) in acc.iter_mut().zip(x).zip(y) {
+                *a += xi * yi;
             }
         }
         let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
