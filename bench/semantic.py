@@ -35,7 +35,7 @@ from skinflint._native import Embedder, SemanticIndex
 from skinflint.pipeline.semantic_cache import DIM, default_model_dir
 
 BANKING77 = Path("/work/shared/data/cache/banking77_test.csv")
-THRESHOLDS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.95)
+THRESHOLDS = (0.60, 0.70, 0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.93, 0.935, 0.94, 0.945, 0.95)
 
 
 def percentile(samples: list[float], q: float) -> float:
