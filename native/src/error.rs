@@ -31,6 +31,10 @@ pub enum CoreError {
     /// Token counting failed, e.g. an unknown encoding name (`TokenizerError`).
     #[error("{0}")]
     Tokenizer(String),
+
+    /// The embedding model could not be loaded or run (`EmbeddingError`).
+    #[error("{0}")]
+    Embedding(String),
 }
 
 impl CoreError {

@@ -8,12 +8,14 @@
 pub mod budget;
 pub mod cache;
 pub mod canon;
+pub mod embed;
 mod env;
 pub mod error;
 pub mod key;
 pub mod prefix;
 mod scan;
 pub mod tokens;
+pub mod vindex;
 
 #[cfg(feature = "python")]
 mod py;
@@ -21,7 +23,9 @@ mod py;
 pub use budget::{BudgetLedger, Charge, Committed, Denial, LimitKind, WindowState};
 pub use cache::{CacheStats, ResponseCache};
 pub use canon::{RuleSet, RuleSetOptions};
+pub use embed::Embedder;
 pub use error::{CoreError, Result};
 pub use key::{cache_key, CacheKey, KeyInput, Message, Part, Role};
 pub use prefix::{prefix_fingerprints, PrefixFingerprint, PrefixKind};
 pub use tokens::{count_chat_tokens, count_tokens, encoding_for_model, Method, TokenCount};
+pub use vindex::{Match, VectorIndex};

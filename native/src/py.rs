@@ -32,10 +32,12 @@ use serde_json::{Map, Number, Value};
 use crate::budget::{self, BudgetLedger};
 use crate::cache::{CacheStats, ResponseCache};
 use crate::canon::{RuleSet, RuleSetOptions, BUILTIN_NAMES};
+use crate::embed::{self, Embedder};
 use crate::error::CoreError;
 use crate::key::{self, KeyInput, Message, Part, Role};
 use crate::prefix::{self, PrefixFingerprint};
 use crate::tokens::{self, TokenCount};
+use crate::vindex::VectorIndex;
 
 const MODULE: &str = "skinflint._native";
 
@@ -54,6 +56,7 @@ struct ExceptionTypes {
     budget: Py<PyType>,
     tokenizer: Py<PyType>,
     panic: Py<PyType>,
+    embedding: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<ExceptionTypes> = PyOnceLock::new();
@@ -110,6 +113,11 @@ fn exception_types(py: Python<'_>) -> PyResult<&'static ExceptionTypes> {
                 py.get_type::<PyValueError>(),
                 "Token counting failed (for example an unknown encoding name).",
             )?,
+            embedding: sub(
+                "EmbeddingError",
+                py.get_type::<PyOSError>(),
+                "The embedding model could not be loaded or run (names the directory and the fix).",
+            )?,
             panic: sub(
                 "NativePanic",
                 py.get_type::<PyRuntimeError>(),
@@ -136,6 +144,7 @@ fn to_py_err(py: Python<'_>, err: CoreError) -> PyErr {
         CoreError::Cache { .. } => raise(py, |t| &t.cache, msg),
         CoreError::Budget { .. } => raise(py, |t| &t.budget, msg),
         CoreError::Tokenizer(_) => raise(py, |t| &t.tokenizer, msg),
+        CoreError::Embedding(_) => raise(py, |t| &t.embedding, msg),
         CoreError::InvalidArgument(_) => PyValueError::new_err(msg),
     }
 }
@@ -1315,6 +1324,162 @@ impl PyBudgetLedger {
 }
 
 // ---------------------------------------------------------------------------------------
+// Semantic cache: Embedder, SemanticIndex
+// ---------------------------------------------------------------------------------------
+
+/// A sentence-embedding model directory; the model loads on the first `embed` (once per
+/// process per directory). Construction only checks that the files are there.
+#[pyclass(name = "Embedder", module = "skinflint._native", frozen)]
+struct PyEmbedder {
+    dir: PathBuf,
+    model: std::sync::OnceLock<std::sync::Arc<Embedder>>,
+}
+
+impl PyEmbedder {
+    fn model(&self) -> Result<&Embedder, CoreError> {
+        if let Some(model) = self.model.get() {
+            return Ok(model.as_ref());
+        }
+        let model = Embedder::shared(&self.dir)?;
+        Ok(self.model.get_or_init(|| model).as_ref())
+    }
+}
+
+#[pymethods]
+impl PyEmbedder {
+    #[new]
+    fn new(py: Python<'_>, model_dir: PathBuf) -> PyResult<Self> {
+        guard(py, || {
+            embed::check_model_dir(&model_dir).map_err(|e| to_py_err(py, e))?;
+            Ok(PyEmbedder {
+                dir: model_dir,
+                model: std::sync::OnceLock::new(),
+            })
+        })
+    }
+
+    #[getter]
+    fn model_dir(&self) -> String {
+        self.dir.to_string_lossy().into_owned()
+    }
+
+    /// Loads the model now (otherwise the first `embed` does).
+    fn load(&self, py: Python<'_>) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.model().map(|_| ()))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    /// The unit-length embedding of `text` (384 floats for MiniLM).
+    fn embed(&self, py: Python<'_>, text: &str) -> PyResult<Vec<f32>> {
+        guard(py, || {
+            py.detach(|| self.model()?.embed(text))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("Embedder({})", py_repr(py, &self.dir.to_string_lossy()))
+    }
+}
+
+/// The semantic cache's persistent vector index (see `vindex.rs`).
+#[pyclass(name = "SemanticIndex", module = "skinflint._native", frozen)]
+struct PySemanticIndex {
+    inner: VectorIndex,
+}
+
+#[pymethods]
+impl PySemanticIndex {
+    #[new]
+    #[pyo3(signature = (path, *, dim = 384, max_entries = 1_000_000, durable = false))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        dim: usize,
+        max_entries: usize,
+        durable: bool,
+    ) -> PyResult<Self> {
+        guard(py, || {
+            let inner = py
+                .detach(|| VectorIndex::open(&path, dim, max_entries, durable))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(PySemanticIndex { inner })
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    #[pyo3(signature = (namespace, key, vector, *, ttl_seconds))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        namespace: &[u8],
+        key: &[u8],
+        vector: Vec<f32>,
+        ttl_seconds: f64,
+    ) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.add(namespace, key, &vector, ttl_seconds))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    /// The `k` best `(score, key)` of `namespace` with a score >= `min_score`, best first.
+    #[pyo3(signature = (namespace, vector, *, k = 1, min_score = -1.0))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: &[u8],
+        vector: Vec<f32>,
+        k: usize,
+        min_score: f32,
+    ) -> PyResult<Vec<(f32, Bound<'py, PyBytes>)>> {
+        guard(py, || {
+            let found = py
+                .detach(|| self.inner.search(namespace, &vector, k, min_score))
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(found
+                .into_iter()
+                .map(|m| (m.score, PyBytes::new(py, &m.key)))
+                .collect())
+        })
+    }
+
+    fn purge_expired(&self, py: Python<'_>) -> PyResult<u64> {
+        guard(py, || {
+            py.detach(|| self.inner.purge_expired())
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    /// Rows stored under `namespace` (expired ones included until purged).
+    fn count(&self, py: Python<'_>, namespace: &[u8]) -> PyResult<usize> {
+        guard(py, || {
+            py.detach(|| self.inner.len(namespace))
+                .map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "SemanticIndex({}, dim={})",
+            py_repr(py, &self.inner.path().to_string_lossy()),
+            self.inner.dim()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Module
 // ---------------------------------------------------------------------------------------
 
@@ -1332,6 +1497,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BudgetLedgerError", t.budget.bind(py))?;
     m.add("TokenizerError", t.tokenizer.bind(py))?;
     m.add("NativePanic", t.panic.bind(py))?;
+    m.add("EmbeddingError", t.embedding.bind(py))?;
 
     m.add_class::<PyRuleSet>()?;
     m.add_class::<PyCacheKey>()?;
@@ -1340,6 +1506,8 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyResponseCache>()?;
     m.add_class::<PyTokenCount>()?;
     m.add_class::<PyBudgetLedger>()?;
+    m.add_class::<PyEmbedder>()?;
+    m.add_class::<PySemanticIndex>()?;
 
     m.add_function(wrap_pyfunction!(py_cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(py_cache_key_json, m)?)?;

@@ -53,6 +53,9 @@ class CacheError(NativeError, OSError):
 class TokenizerError(NativeError, ValueError):
     """Token counting failed (for example an unknown encoding name)."""
 
+class EmbeddingError(NativeError, OSError):
+    """The embedding model could not be loaded or run (names the directory and the fix)."""
+
 class NativePanic(NativeError, RuntimeError):
     """A Rust panic caught at the boundary; the process keeps running."""
 
@@ -209,6 +212,43 @@ class ResponseCache:
     def sync(self) -> None:
         """Flush to disk (useful when ``durable=False``)."""
 
+class Embedder:
+    """A sentence-embedding model directory (all-MiniLM-L6-v2: ``config.json``,
+    ``model.safetensors``, ``tokenizer.json``). The model loads on the first ``embed`` (or
+    ``load``), once per process per directory; embedding runs with the GIL released."""
+
+    def __init__(self, model_dir: str) -> None:
+        """Raises EmbeddingError naming the missing file (nothing is loaded yet)."""
+
+    @property
+    def model_dir(self) -> str: ...
+    def load(self) -> None: ...
+    def embed(self, text: str) -> list[float]:
+        """The unit-length embedding (mean pooling, as sentence-transformers)."""
+
+class SemanticIndex:
+    """Persistent vector index on LMDB: per namespace, unit vectors pointing at cache keys;
+    brute-force cosine search over an in-memory copy refreshed from LMDB on every call, so
+    processes sharing ``path`` see each other's rows."""
+
+    def __init__(
+        self, path: str, *, dim: int = 384, max_entries: int = 1_000_000, durable: bool = False
+    ) -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    def add(
+        self, namespace: bytes, key: bytes, vector: Sequence[float], *, ttl_seconds: float
+    ) -> None: ...
+    def search(
+        self, namespace: bytes, vector: Sequence[float], *, k: int = 1, min_score: float = -1.0
+    ) -> list[tuple[float, bytes]]:
+        """The ``k`` best unexpired ``(score, key)`` with score >= ``min_score``, best first."""
+
+    def purge_expired(self) -> int: ...
+    def count(self, namespace: bytes) -> int: ...
+
 #: ``(budget_id, window_start, limit_nanousd, limit_tokens, nanousd, tokens, window_end)``
 _LedgerCharge = tuple[str, int, int, int, int, int, int]
 #: ``(spent_nanousd, reserved_nanousd, spent_tokens, reserved_tokens, requests)``
@@ -311,6 +351,8 @@ __all__ = [
     "CacheError",
     "CacheKey",
     "CacheStats",
+    "Embedder",
+    "EmbeddingError",
     "KeyInputError",
     "NativeError",
     "NativePanic",
@@ -318,6 +360,7 @@ __all__ = [
     "ResponseCache",
     "RuleSet",
     "RuleSetError",
+    "SemanticIndex",
     "TokenCount",
     "TokenizerError",
     "_panic_for_test",

@@ -55,6 +55,7 @@ from skinflint.pipeline.projection import Projection, ProjectionRequest, project
 from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.pipeline.router_model import RouterModel
+from skinflint.pipeline.semantic_cache import open_semantic_cache
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
 from skinflint.telemetry import Telemetry
@@ -103,13 +104,15 @@ class App:
         )
         #: The fleet L2 behind the local cache (``cache.l2``), or None.
         self.cache_l2 = open_cache_l2(settings.cache.l2)
+        #: The semantic tier (features that enable ``semantic``), or None.
+        self.semantic_cache = open_semantic_cache(settings)
         self._complete = CompletePipeline(
             settings,
             self.prices,
             PromptCachePlanner(settings.prompt_cache, self.prefix_tracker),
             self.dispatcher,
             self.budgets,
-            ResponseCacheLayer(settings, cache, rule_sets, self.cache_l2),
+            ResponseCacheLayer(settings, cache, rule_sets, self.cache_l2, self.semantic_cache),
             router=RouterModel.load(),
         )
         self._estimator = Estimator(

