@@ -162,6 +162,24 @@ def stream_cut(provider: str, model: str, what: str) -> ProviderError:
     return ProviderError(provider, model, FailureKind.STREAM_CUT, what)
 
 
+#: An SDK client's default read timeout: each call passes its own (``call_timeout``).
+CLIENT_TIMEOUT_S = 600.0
+
+
+def client_timeout(connect_s: float) -> httpx2.Timeout:
+    """The timeout an SDK client is built with (the caller's deadline bounds each call)."""
+    return httpx2.Timeout(CLIENT_TIMEOUT_S, connect=connect_s)
+
+
+def call_timeout(timeout_s: float | None, connect_s: float, not_given: Any) -> Any:
+    """One call's timeout from the caller's time left; ``not_given`` (the SDK's sentinel)
+    keeps the client's default when there is no deadline."""
+    if timeout_s is None:
+        return not_given
+    budget = max(timeout_s, 0.001)
+    return httpx2.Timeout(budget, connect=min(budget, connect_s))
+
+
 def deadline_at(timeout_s: float | None) -> float | None:
     """The loop time the caller's deadline falls at (None: no deadline)."""
     if timeout_s is None:

@@ -328,7 +328,7 @@ class AnthropicProvider:
             key = self._source.resolve()
             assert key is not None  # Anthropic keys are always required
             self._key = key
-            timeout = httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s)
+            timeout = _common.client_timeout(self.settings.connect_timeout_s)
             self._client = anthropic.AsyncAnthropic(
                 api_key=key.get_secret_value(),
                 base_url=self.settings.base_url,
@@ -342,10 +342,9 @@ class AnthropicProvider:
         return self._client
 
     def _timeout(self, request: ProviderRequest) -> Any:
-        if request.timeout_s is None:
-            return anthropic.NOT_GIVEN
-        budget = max(request.timeout_s, 0.001)
-        return httpx2.Timeout(budget, connect=min(budget, self.settings.connect_timeout_s))
+        return _common.call_timeout(
+            request.timeout_s, self.settings.connect_timeout_s, anthropic.NOT_GIVEN
+        )
 
     def _error(self, exc: BaseException, model: str, *, streaming: bool = False) -> ProviderError:
         return anthropic_error(exc, self.name, model, self._key, streaming=streaming)

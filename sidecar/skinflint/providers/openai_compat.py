@@ -355,7 +355,7 @@ class OpenAICompatProvider:
             kwargs: dict[str, Any] = {}
             if self.settings.base_url is not None:
                 kwargs["base_url"] = self.settings.base_url
-            timeout = httpx2.Timeout(600.0, connect=self.settings.connect_timeout_s)
+            timeout = _common.client_timeout(self.settings.connect_timeout_s)
             self._client = openai.AsyncOpenAI(
                 api_key=key.get_secret_value() if key is not None else NO_KEY,
                 max_retries=0,
@@ -369,10 +369,9 @@ class OpenAICompatProvider:
         return self._client
 
     def _timeout(self, request: ProviderRequest) -> Any:
-        if request.timeout_s is None:
-            return openai.NOT_GIVEN
-        budget = max(request.timeout_s, 0.001)
-        return httpx2.Timeout(budget, connect=min(budget, self.settings.connect_timeout_s))
+        return _common.call_timeout(
+            request.timeout_s, self.settings.connect_timeout_s, openai.NOT_GIVEN
+        )
 
     def _error(self, exc: BaseException, model: str, *, streaming: bool = False) -> ProviderError:
         return openai_error(exc, self.name, model, self._key, streaming=streaming)
