@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -466,17 +466,7 @@ class CompletePipeline:
             )
         floors = (call.policy.min_tier, self._settings.feature(call.attribution.feature).min_tier)
         floor = max((t.rank for t in floors if t is not None), default=-1)
-        for tier in sorted(Tier, key=lambda t: t.rank, reverse=True):
-            if tier.rank >= route.tier.rank or tier.rank < floor:
-                continue
-            if not self._settings.tiers.models(tier):
-                continue
-            cheaper = _tier_route(self._settings, tier)
-            self._plan_primary(call, cheaper, plans)
-            try:
-                lower = self.worst_case(call, cheaper.candidates, plans)
-            except SkinflintError:
-                continue  # a model without a price has no worst case: not a fit
+        for tier, cheaper, lower in self._cheaper_routes(call, route.tier, plans, floor=floor):
             fitting = tuple(c for c in cheaper.candidates if lower.by_candidate[c] <= ceiling)
             if fitting:
                 reason = (
@@ -508,10 +498,7 @@ class CompletePipeline:
         self._plan_primary(call, route.escalation, plans)
         first = self.worst_case(call, route.candidates, plans)
         second = self.worst_case(call, route.escalation.candidates, plans)
-        cfg = self._settings.budgets
-        ttl_s = (timeout_s if timeout_s is not None else cfg.reservation_ttl_s) + (
-            cfg.reservation_margin_s
-        )
+        ttl_s = self._reservation_ttl(timeout_s)
         result = await self._guard.reserve(
             call.request_id,
             call.attribution,
@@ -606,10 +593,7 @@ class CompletePipeline:
     ) -> tuple[Route, WorstCase, Hold]:
         """Reserve the worst case on every matching budget; on a refusal apply the refusing
         budget's action (reject, downgrade to a cheaper tier that fits, defer)."""
-        cfg = self._settings.budgets
-        ttl_s = (timeout_s if timeout_s is not None else cfg.reservation_ttl_s) + (
-            cfg.reservation_margin_s
-        )
+        ttl_s = self._reservation_ttl(timeout_s)
         if not await self._guard.matching(call.attribution):
             # No budget to charge: skip the token count (nothing is held or committed).
             return route, WorstCase(0, 0, {}), Hold(call.request_id, (), (), 0, 0)
@@ -633,15 +617,7 @@ class CompletePipeline:
                 now=time.time(),
                 note="action downgrade: a pinned model is never rerouted, so the call is rejected",
             )
-        for tier in sorted(Tier, key=lambda t: t.rank, reverse=True):
-            if tier.rank >= route.tier.rank or not self._settings.tiers.models(tier):
-                continue
-            cheaper = _tier_route(self._settings, tier)
-            self._plan_primary(call, cheaper, plans)
-            try:
-                worst = self.worst_case(call, cheaper.candidates, plans)
-            except SkinflintError:
-                continue  # a model without a price cannot be reserved for: not a fit
+        for tier, cheaper, worst in self._cheaper_routes(call, route.tier, plans):
             result = await self._guard.reserve(
                 call.request_id,
                 call.attribution,
@@ -663,6 +639,32 @@ class CompletePipeline:
         raise refusal_error(
             refusal, now=time.time(), note="action downgrade: no cheaper tier fits either"
         )
+
+    def _cheaper_routes(
+        self, call: Call, tier: Tier, plans: dict[Candidate, CachePlan], *, floor: int = -1
+    ) -> Iterator[tuple[Tier, Route, WorstCase]]:
+        """The configured tiers below ``tier`` and down to rank ``floor``, dearest first, each
+        with its route and worst case (a budget downgrade and the cost ceiling walk the same
+        way down). A tier with an unpriced model has no worst case: it is not a fit."""
+        for lower in sorted(Tier, key=lambda t: t.rank, reverse=True):
+            if lower.rank >= tier.rank or lower.rank < floor:
+                continue
+            if not self._settings.tiers.models(lower):
+                continue
+            cheaper = _tier_route(self._settings, lower)
+            self._plan_primary(call, cheaper, plans)
+            try:
+                worst = self.worst_case(call, cheaper.candidates, plans)
+            except SkinflintError:
+                continue
+            yield lower, cheaper, worst
+
+    def _reservation_ttl(self, timeout_s: float | None) -> float:
+        """How long a reservation outlives its call: the caller's deadline (or the default
+        TTL) plus the margin, so a dead sidecar's holds expire."""
+        cfg = self._settings.budgets
+        base = timeout_s if timeout_s is not None else cfg.reservation_ttl_s
+        return base + cfg.reservation_margin_s
 
     def _plan_primary(self, call: Call, route: Route, plans: dict[Candidate, CachePlan]) -> None:
         """Make the primary's prompt-cache plan now (dispatch reuses it): its worst case
