@@ -229,6 +229,12 @@ def final_answer(answer: str) -> tuple[Fraction | None, str]:
 
 def extract(question: str, answer: str) -> list[float]:
     """The feature vector of (question, answer), in ``FEATURES`` order."""
+    return analyse(question, answer)[0]
+
+
+def analyse(question: str, answer: str) -> tuple[list[float], list[Check]]:
+    """The feature vector of (question, answer) and the steps that do not hold (wrong, not
+    merely rounded), in the order the answer shows them (annotations first)."""
     question, answer = _clean(question), _clean(answer)
     annotations = annotation_checks(answer)
     steps = step_checks(answer)
@@ -250,7 +256,7 @@ def extract(question: str, answer: str) -> list[float]:
         ratio = math.log10(float(abs(final) + 1) / float(biggest + 1))
     else:
         ratio = 0.0
-    return [
+    features = [
         math.log1p(len(answer)),
         math.log1p(len(question)),
         math.log1p(len(lines)),
@@ -276,14 +282,13 @@ def extract(question: str, answer: str) -> list[float]:
         float(len(_HEDGES.findall(answer))),
         float(len(_CORRECTIONS.findall(answer))),
     ]
+    wrong = [c for c in annotations + steps if not c.ok and not c.rounded]
+    return features, wrong
 
 
 def wrong_steps(answer: str) -> list[Check]:
     """The recomputed steps that do not hold (for route reasons and tests)."""
-    answer = _clean(answer)
-    return [
-        c for c in annotation_checks(answer) + step_checks(answer) if not c.ok and not c.rounded
-    ]
+    return analyse("", answer)[1]
 
 
-__all__ = ["FEATURES", "Check", "extract", "final_answer", "numbers", "wrong_steps"]
+__all__ = ["FEATURES", "Check", "analyse", "extract", "final_answer", "numbers", "wrong_steps"]
