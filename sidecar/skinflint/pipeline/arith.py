@@ -26,6 +26,12 @@ _OPS = {"\\*": "*", "x": "*", "\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\u20
 _MAX_EXPONENT = 12
 #: Results bigger than this are not compared (a parse gone wrong, not a step).
 _MAX_MAGNITUDE = Fraction(10) ** 15
+_PLAIN = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+#: ``close``: within 0.006 plus 0.01 % (two written decimals), or within 1 % when one side
+#: is not whole (a rounded result).
+_ABSOLUTE = Fraction(6, 1000)
+_RELATIVE = Fraction(1, 10_000)
+_ROUNDED = Fraction(1, 100)
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -35,10 +41,15 @@ def parse_number(text: str) -> Fraction | None:
     negative = cleaned.startswith(("-", "\u2212"))
     if negative:
         cleaned = cleaned[1:].strip()
-    if not cleaned or not re.fullmatch(r"\d+(?:\.\d+)?|\.\d+", cleaned):
+    if not cleaned or not _PLAIN.fullmatch(cleaned):
         return None
-    value = Fraction(cleaned)
+    value = _fraction(cleaned)
     return -value if negative else value
+
+
+def _fraction(digits: str) -> Fraction:
+    """``Fraction`` of a plain decimal string (an ``int`` first: parsing a string is slow)."""
+    return Fraction(int(digits)) if "." not in digits else Fraction(digits)
 
 
 def tokens(text: str) -> list[str] | None:
@@ -143,7 +154,7 @@ class _Parser:
             return value, False
         if tok[0].isdigit() or tok[0] == ".":
             self.take()
-            value = Fraction(tok)
+            value = _fraction(tok)
             pct = self.peek() == "%"
             if pct:
                 self.take()
@@ -192,10 +203,13 @@ def has_operator(text: str) -> bool:
 def close(a: Fraction, b: Fraction) -> bool:
     """Equal up to the rounding a written answer does: 2 decimals, or 1 % relative for
     large values (``33.33`` for 100/3 and ``1,667`` for 5000/3 both count as right)."""
-    diff = abs(a - b)
-    if diff <= Fraction(1, 100) * max(1, abs(b)) * Fraction(1, 100) + Fraction(6, 1000):
+    if a == b:
         return True
-    return diff <= Fraction(1, 100) * abs(b) and (a.denominator != 1 or b.denominator != 1)
+    diff = abs(a - b)
+    size = abs(b)
+    if diff <= max(1, size) * _RELATIVE + _ABSOLUTE:
+        return True
+    return (a.denominator != 1 or b.denominator != 1) and diff <= _ROUNDED * size
 
 
 __all__ = ["close", "evaluate", "has_operator", "parse_number", "readings", "tokens"]
