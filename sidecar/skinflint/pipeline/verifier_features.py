@@ -59,7 +59,10 @@ FEATURES: tuple[str, ...] = (
 )
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
-_NUMBER = re.compile(r"(?<![\w.])-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?|(?<![\w\d])\.\d+")
+#: A number as written: a minus sign only when it touches the digits ("-7", not "12 - 5").
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:-(?=[$\d]))?(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?|(?<![\w\d])\.\d+"
+)
 _FINAL_HASH = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS = re.compile(r"(?:answer|result) is:?\s*([^\n]*)", re.IGNORECASE)
 #: Where an expression can start inside the text to the left of ``=``.
