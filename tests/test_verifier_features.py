@@ -3,6 +3,8 @@ and the safe arithmetic under them."""
 
 from __future__ import annotations
 
+import math
+import time
 from fractions import Fraction
 
 import pytest
@@ -151,3 +153,27 @@ def test_readings_of_a_percentage_and_closeness() -> None:
     assert arith.close(Fraction(5000, 3), Fraction(1667))
     assert not arith.close(Fraction(14400), Fraction(86400))
     assert not arith.close(Fraction(68), Fraction(58))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "<<" + "(" * 3000 + "1+1" + ")" * 3000 + "=2>>",  # deep nesting: no RecursionError
+        "=".join(["1+1"] * 1500),  # one line of 1,499 equalities
+        "<<1+1=2>>" * 2000,
+        "= " + "1 " * 3000,
+        "9" * 6000 + " = 1+1",  # a 6,000-digit number: int() would refuse it
+        "1% * " * 1000 + "= 5",
+    ],
+)
+def test_pathological_answers_are_bounded_and_never_raise(answer: str) -> None:
+    started = time.perf_counter()
+    features, _ = analyse("How many?", answer)
+    assert len(features) == len(FEATURES)
+    assert all(math.isfinite(v) for v in features)
+    assert time.perf_counter() - started < 1.0  # ~50 ms at worst on a loaded 2-core machine
+
+
+def test_evaluate_caps_the_expression_size() -> None:
+    assert arith.evaluate("(" * 40 + "1" + ")" * 40) is None  # more than MAX_TOKENS tokens
+    assert arith.evaluate("(" * 20 + "1" + ")" * 20) == 1

@@ -6,8 +6,8 @@ numbers the way people write them (thousands commas, ``$``, ``%``, ``1/4``) and 
 models use (``*``, ``\\*``, ``x``, the multiplication and division signs, ``^``).
 ``evaluate`` is a small recursive-descent parser over exact fractions: only numbers, the four
 operations, powers with small integer exponents, unary minus and parentheses; anything else
-(words, units between numbers, huge exponents) is "not an expression" (None), never an error
-and never code execution.
+(words, units between numbers, huge exponents, more than ``MAX_TOKENS`` tokens) is "not an
+expression" (None), never an error and never code execution.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ _OPS = {"\\*": "*", "x": "*", "\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\u20
 _MAX_EXPONENT = 12
 #: Results bigger than this are not compared (a parse gone wrong, not a step).
 _MAX_MAGNITUDE = Fraction(10) ** 15
+#: Longer expressions are not a step of a word problem; the cap also bounds the parser's
+#: recursion (nested parentheses) and its time.
+MAX_TOKENS = 64
+#: Digits in one number (more is not a quantity, and ``int`` refuses > 4,300 digits).
+_MAX_DIGITS = 24
 _PLAIN = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 #: ``close``: within 0.006 plus 0.01 % (two written decimals), or within 1 % when one side
 #: is not whole (a rounded result).
@@ -41,7 +46,7 @@ def parse_number(text: str) -> Fraction | None:
     negative = cleaned.startswith(("-", "\u2212"))
     if negative:
         cleaned = cleaned[1:].strip()
-    if not cleaned or not _PLAIN.fullmatch(cleaned):
+    if not cleaned or len(cleaned) > _MAX_DIGITS or not _PLAIN.fullmatch(cleaned):
         return None
     value = _fraction(cleaned)
     return -value if negative else value
@@ -170,8 +175,10 @@ def evaluate(text: str, percent: str = "product") -> Fraction | None:
     """The exact value of the arithmetic expression ``text``; None when it is not one (words,
     an operator without operands, division by zero, an exponent out of range). ``percent``:
     how ``N%`` reads (see ``_Parser``)."""
+    if len(text) > 8 * MAX_TOKENS:
+        return None
     toks = tokens(text)
-    if not toks:
+    if not toks or len(toks) > MAX_TOKENS or any(len(t) > _MAX_DIGITS for t in toks):
         return None
     parser = _Parser(toks, percent)
     try:
@@ -194,6 +201,8 @@ def readings(text: str) -> set[Fraction]:
 
 def has_operator(text: str) -> bool:
     """Whether ``text`` (an expression) does any arithmetic rather than restating a number."""
+    if len(text) > 8 * MAX_TOKENS:
+        return False
     toks = tokens(text)
     if not toks:
         return False

@@ -82,6 +82,9 @@ _CORRECTIONS = re.compile(
     re.IGNORECASE,
 )
 _LEFT_WINDOW = 80
+#: Equalities checked per answer at most (a real answer has a few dozen; this bounds the time
+#: on a pathological one such as a line of 1,000 ``=``).
+MAX_CHECKS = 100
 #: Unit conversions a solution brings in without the question stating them.
 _UNITS = frozenset(Fraction(n) for n in (24, 30, 52, 60, 100, 365, 1000, 3600))
 #: Algebra: "let x be", "x = ", "2x".
@@ -128,10 +131,14 @@ def _clean(text: str) -> str:
 
 def annotation_checks(answer: str) -> list[Check]:
     """The ``<<a=b=c>>`` annotations, each neighbouring pair recomputed."""
-    checks = []
-    for m in _ANNOTATION.finditer(answer):
-        parts = m.group(1).split("=")
+    checks: list[Check] = []
+    pairs = 0
+    for m in itertools.islice(_ANNOTATION.finditer(answer), MAX_CHECKS):
+        parts = m.group(1).split("=", MAX_CHECKS)
         for left, right in itertools.pairwise(parts):
+            pairs += 1
+            if pairs > MAX_CHECKS:
+                return checks
             if not has_operator(left):
                 continue
             computed, written = readings(left), _written(right)
@@ -176,7 +183,7 @@ def _right_values(text: str) -> set[Fraction]:
     prefix = _RIGHT.match(text)
     if prefix is None:
         return set()
-    candidate = prefix.group(0)
+    candidate = prefix.group(0)[:_LEFT_WINDOW]
     # Trailing sentence punctuation is not part of the number.
     while candidate and candidate[-1] in " .,\n":
         candidate = candidate[:-1]
@@ -193,11 +200,15 @@ def step_checks(answer: str) -> list[Check]:
     """Written steps ``<expression> = <value>``, each ``=`` of a line checked against its
     neighbours (annotations removed first, so ``25 - 8 = <<25-8=17>>17`` reads ``25 - 8 =
     17``)."""
-    checks = []
+    checks: list[Check] = []
     text = _ANNOTATION.sub("", answer)
+    pairs = 0
     for line in text.splitlines():
-        parts = line.split("=")
+        parts = line.split("=", MAX_CHECKS)
         for left, right in itertools.pairwise(parts):
+            pairs += 1
+            if pairs > MAX_CHECKS:
+                return checks
             found = _left_expression(left)
             if found is None:
                 continue
