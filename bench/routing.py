@@ -12,12 +12,20 @@ reduction against all-strong with real prices. ``--no-cross`` skips the cross-da
 figures (they retrain with scikit-learn, a dev extra). Also times feature extraction +
 scoring per prompt (p50/p99), the hot-path cost of a decision.
 
+Then the cascade with the answer verifier (``skinflint/data/verifier_model.json``, scored by
+the sidecar's code) on the GSM8K test split: every request first gets Mixtral's recorded
+answer; a request whose verifier score is above the threshold is escalated to GPT-4. x = the
+share escalated (= GPT-4 calls), y = accuracy (GPT-4's correctness when escalated, Mixtral's
+otherwise). Money: every request pays the Mixtral call, escalated ones GPT-4's too, against
+all-GPT-4. Also times the verifier per answer.
+
 Development only: needs the dev extras (numpy, scikit-learn, matplotlib for ``--plot``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import random
@@ -36,6 +44,7 @@ from skinflint import _native
 from skinflint.accounting import load_price_table
 from skinflint.pipeline.router_features import Context
 from skinflint.pipeline.router_model import RouterModel
+from skinflint.pipeline.verifier import AnswerVerifier
 
 TARGET = Fraction(95, 100)
 #: Historical list prices in USD per 1M tokens (input, output): GPT-4-1106-preview from
@@ -230,6 +239,83 @@ def reduction_at_random(items: list[Scored], share: float, prices: dict) -> floa
     return float(1 - expected / all_strong)
 
 
+def cascade_cost(items: list[Scored], escalated: set[int], prices: dict) -> Fraction:
+    """Every request pays the cheap call; the escalated ones pay the strong call too."""
+    total = Fraction(0)
+    c_in, c_out = prices["cheap"]
+    s_in, s_out = prices["strong"]
+    for i, s in enumerate(items):
+        total += s.in_tokens * c_in + s.out_cheap * c_out
+        if i in escalated:
+            total += s.in_tokens * s_in + s.out_strong * s_out
+    return total / 10**6
+
+
+def cascade_reduction(items: list[Scored], escalated: set[int], prices: dict) -> float:
+    all_strong = routed_cost(items, set(range(len(items))), prices)
+    return float(1 - cascade_cost(items, escalated, prices) / all_strong)
+
+
+def top_share(items: list[Scored], share: float) -> set[int]:
+    k = round(share * len(items))
+    return set(sorted(range(len(items)), key=lambda i: -items[i].score)[:k])
+
+
+def verify_rows(
+    verifier: AnswerVerifier, items: list[Scored]
+) -> tuple[list[Scored], list[float], list[float]]:
+    """Each GSM8K item re-scored by the verifier on (question, Mixtral's answer), and the
+    per-answer times in microseconds (first run, best of three)."""
+    out, first, best = [], [], []
+    for s in items:
+        runs = []
+        probability = 0.0
+        for _ in range(3):
+            t0 = time.perf_counter_ns()
+            probability = verifier.probability(s.row.prompt, s.row.cheap_response)
+            runs.append((time.perf_counter_ns() - t0) / 1000)
+        first.append(runs[0])
+        best.append(min(runs))
+        out.append(dataclasses.replace(s, score=probability))
+    return out, first, best
+
+
+def summarize_cascade(items: list[Scored], threshold: float) -> dict:
+    """The verifier cascade's figures on ``items`` (scores = verifier probabilities)."""
+    n = len(items)
+    strong = sum(s.row.strong_ok for s in items) / n
+    goal = float(TARGET) * strong
+    c = curve(items)
+    share = cpt(c, goal)
+    escalated = {i for i, s in enumerate(items) if s.score > threshold}
+    default_acc = (
+        sum(s.row.strong_ok if i in escalated else s.row.cheap_ok for i, s in enumerate(items)) / n
+    )
+    result = {
+        "curve": c,
+        "cpt": share,
+        "cpt_interval": bootstrap_cpt(items),
+        "random_cpt": random_cpt(items, goal),
+        "oracle_cpt": oracle_cpt(items, goal),
+        "default_share": len(escalated) / n,
+        "default_quality": default_acc / strong,
+        "wrong_caught": sum(not items[i].row.cheap_ok for i in escalated)
+        / max(1, sum(not s.row.cheap_ok for s in items)),
+    }
+    for kind in ("historical", "table"):
+        prices = prices_per_m(kind)
+        result[f"reduction_{kind}"] = (
+            cascade_reduction(items, top_share(items, share), prices) if share is not None else None
+        )
+        result[f"default_reduction_{kind}"] = cascade_reduction(items, escalated, prices)
+        all_strong = routed_cost(items, set(range(len(items))), prices)
+        all_cheap = routed_cost(items, set(), prices)
+        random_share = result["random_cpt"]
+        expected = all_cheap + random_share * all_strong
+        result[f"random_reduction_{kind}"] = float(1 - expected / all_strong)
+    return result
+
+
 def cross_dataset(rows: list[Row]) -> list[dict]:
     """Train on one dataset's train split, evaluate on the other's test split (retrains)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -264,7 +350,17 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2))
     for ax, r in zip(axes, results, strict=True):
         c = r["curve"]
-        ax.plot(c.shares, c.accuracy, label="learned router", color="C0")
+        ax.plot(c.shares, c.accuracy, label="learned router (pre-call)", color="C0")
+        if "cascade" in r:
+            k = r["cascade"]
+            ax.plot(
+                k["curve"].shares,
+                k["curve"].accuracy,
+                label="cascade: answer verifier",
+                color="C1",
+            )
+            if k["cpt"] is not None:
+                ax.axvline(k["cpt"], color="C1", lw=0.6, ls="-.")
         ax.plot([0, 1], [r["cheap_acc"], r["strong_acc"]], "--", label="random", color="C7")
         o = r["oracle_cpt"]
         n_only = r["oracle_max"]
@@ -282,7 +378,7 @@ def plot(results: list[dict], path: Path) -> None:
             ax.axvline(r["cpt"], color="C0", lw=0.6, ls="-.")
         ax.axvline(o, color="C2", lw=0.6, ls="-.")
         ax.set_title(f"{r['name']} (test, n={r['n']})")
-        ax.set_xlabel("share of calls to GPT-4-1106")
+        ax.set_xlabel("share of requests sent to GPT-4-1106 (GPT-4 calls)")
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
@@ -292,6 +388,61 @@ def plot(results: list[dict], path: Path) -> None:
 
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def print_cascade(gsm8k: dict, threshold: float, times: list[float], best: list[float]) -> None:
+    k = gsm8k["cascade"]
+    low, high = k["cpt_interval"]
+    print(
+        f"cascade with the answer verifier, GSM8K test split (n={gsm8k['n']}; every request "
+        f"makes the Mixtral call, the escalated ones the GPT-4 call too; shipped default "
+        f"threshold {threshold}):"
+    )
+    print(
+        "| router | GPT-4 calls at 95 % of GPT-4 (CPT) [90 % bootstrap] | call reduction "
+        "| RouteLLM | cost cut @CPT (hist. $) | cost cut @CPT (price table) | random (hist. $) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| cascade, answer verifier | {pct(k['cpt'])} [{pct(low)}, {pct(high)}] "
+        f"| {pct(None if k['cpt'] is None else 1 - k['cpt'])} | {pct(ROUTELLM['GSM8K'])} "
+        f"| {pct(k['reduction_historical'])} | {pct(k['reduction_table'])} "
+        f"| {pct(k['random_reduction_historical'])} |"
+    )
+    r_low, r_high = gsm8k["cpt_interval"]
+    print(
+        f"| pre-call router (above) | {pct(gsm8k['cpt'])} [{pct(r_low)}, {pct(r_high)}] "
+        f"| {pct(None if gsm8k['cpt'] is None else 1 - gsm8k['cpt'])} | {pct(ROUTELLM['GSM8K'])} "
+        f"| {pct(gsm8k['reduction_historical'])} | {pct(gsm8k['reduction_table'])} "
+        f"| {pct(gsm8k['random_reduction_historical'])} |"
+    )
+    print(
+        f"random escalation CPT {pct(k['random_cpt'])}, oracle {pct(k['oracle_cpt'])}; at the "
+        f"default threshold: {pct(k['default_share'])} escalated, {pct(k['default_quality'])} "
+        f"of GPT-4's accuracy, {pct(k['wrong_caught'])} of Mixtral's wrong answers escalated, "
+        f"cost cut {pct(k['default_reduction_historical'])} (hist. $) / "
+        f"{pct(k['default_reduction_table'])} (price table)"
+    )
+    ours = None if k["cpt"] is None else 1 - k["cpt"]
+    verdict = "met" if ours is not None and ours > ROUTELLM["GSM8K"] else "NOT met"
+    print(f"target GSM8K (cascade): call reduction {pct(ours)} vs RouteLLM 35.0 %: {verdict}")
+    print("accuracy by share escalated (cascade) vs share routed up (router), GSM8K test:")
+    print("| GPT-4 share | cascade | router |")
+    print("|---|---|---|")
+    for target in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
+        cells = []
+        for c in (k["curve"], gsm8k["curve"]):
+            cells.append(f"{c.accuracy[round(target * (len(c.shares) - 1))]:.3f}")
+        print(f"| {target:.1f} | " + " | ".join(cells) + " |")
+    first, fastest = sorted(times), sorted(best)
+    print("verifier time per answer (feature extraction + scoring, pure Python), microseconds:")
+    print("| answers | n | p50 | p99 | max | p50 best-of-3 | p99 best-of-3 |")
+    print("|---|---|---|---|---|---|---|")
+    print(
+        f"| GSM8K test, Mixtral's answers | {len(first)} | {statistics.median(first):.0f} "
+        f"| {first[int(0.99 * (len(first) - 1))]:.0f} | {first[-1]:.0f} "
+        f"| {statistics.median(fastest):.0f} | {fastest[int(0.99 * (len(fastest) - 1))]:.0f} |"
+    )
 
 
 def main() -> None:
@@ -316,6 +467,11 @@ def main() -> None:
         r = summarize(name, items, threshold)
         r["oracle_max"] = sum(s.row.needs_strong for s in items) / len(items)
         results.append(r)
+
+    verifier = AnswerVerifier.load()
+    gsm8k = results[0]
+    verified, v_times, v_best = verify_rows(verifier, groups["GSM8K"])
+    gsm8k["cascade"] = summarize_cascade(verified, verifier.default_threshold)
 
     load = os.getloadavg()
     print(f"# routing benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
@@ -390,6 +546,8 @@ def main() -> None:
             f"| {first[int(0.99 * (len(first) - 1))]:.0f} | {first[-1]:.0f} "
             f"| {statistics.median(fastest):.0f} | {fastest[int(0.99 * (len(fastest) - 1))]:.0f} |"
         )
+    print()
+    print_cascade(gsm8k, verifier.default_threshold, v_times, v_best)
     if not args.no_cross:
         print()
         print("cross-dataset (retrained on one dataset's train split, scikit-learn):")

@@ -1,7 +1,8 @@
 """The public routing data (RouteLLM's GSM8K and MMLU evaluations) as rows, split and labelled.
 
-Shared by ``scripts/train_router.py`` and ``bench/routing.py`` (development only: nothing here
-ships). Provenance and column meanings are in ``../shared/data/SOURCES.md`` (routing/).
+Shared by ``scripts/train_router.py``, ``scripts/train_verifier.py`` and ``bench/routing.py``
+(development only: nothing here ships). Provenance and column meanings are in
+``../shared/data/SOURCES.md`` (routing/).
 
 * label ``needs_strong``: the cheap model (Mixtral-8x7B) was wrong and the strong one
   (GPT-4-1106) right; when both are wrong the cheap one costs less for the same result;

@@ -56,6 +56,7 @@ from skinflint.pipeline.prompt_cache import PrefixTracker, PromptCachePlanner
 from skinflint.pipeline.response_cache import ResponseCacheLayer
 from skinflint.pipeline.router_model import RouterModel
 from skinflint.pipeline.semantic_cache import open_semantic_cache
+from skinflint.pipeline.verifier import AnswerVerifier
 from skinflint.providers.base import Provider
 from skinflint.providers.registry import aclose_all, build_providers
 from skinflint.telemetry import Telemetry
@@ -114,6 +115,7 @@ class App:
             self.budgets,
             ResponseCacheLayer(settings, cache, rule_sets, self.cache_l2, self.semantic_cache),
             router=RouterModel.load(),
+            verifier=AnswerVerifier.load(),
         )
         self._estimator = Estimator(
             settings,

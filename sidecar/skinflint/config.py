@@ -76,7 +76,7 @@ TaskType = Literal[
     "code",
     "reasoning",
 ]
-CascadeCheck = Literal["schema", "refusal", "empty", "truncated"]
+CascadeCheck = Literal["schema", "refusal", "empty", "truncated", "verifier"]
 
 _RULE_SET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FEATURE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -221,8 +221,15 @@ class FeatureConfig(_Section):
     #: answer fails a check (unary Complete only; a stream routes by the classifier).
     cascade: bool = False
     #: The checks of a cascade: ``schema`` (JSON / JSON-schema response_format), ``refusal``,
-    #: ``empty`` (no text and no tool call) and ``truncated`` (stopped at max_tokens).
+    #: ``empty`` (no text and no tool call) and ``truncated`` (stopped at max_tokens); opt-in
+    #: ``verifier``: the learned answer verifier (trained on math word problems: arithmetic
+    #: that does not hold, an odd final answer, hedging) scores the answer above
+    #: ``cascade_verifier_threshold``. Not a default: on other tasks its score means little.
     cascade_checks: tuple[CascadeCheck, ...] = ("schema", "refusal", "empty", "truncated")
+    #: Escalate when the verifier's P(the cheap answer is wrong) is above this. Higher = fewer
+    #: escalations (cheaper, lower quality). None: the shipped model's default (the point that
+    #: kept 95 % of the strong model's accuracy in cross-validation, bench/RESULTS.md).
+    cascade_verifier_threshold: float | None = Field(None, ge=0.0, le=1.0)
     #: The semantic cache (off by default).
     semantic: SemanticConfig = SemanticConfig()
 

@@ -2,7 +2,8 @@
 
 ``complete`` runs the Complete path: ``response_cache`` (exact, then the fleet L2
 ``cache_l2``, single flight), ``routing`` (pins, tiers, policy bounds; ``router_model`` and
-``router_features`` score ``auto``; ``cascade`` checks a cheap answer before escalating),
+``router_features`` score ``auto``; ``cascade`` checks a cheap answer before escalating, the
+opt-in ``verifier`` with ``verifier_features`` and ``arith`` scoring the answer itself),
 ``prompt_cache`` (the provider prompt-cache plan per model), ``worst_case`` (what may be spent,
 checked against ``policy.max_cost_nanousd``), ``budget_guard`` (reserve the worst case before
 dispatch, commit the actual cost after it; ``budgets`` holds the domain types), ``dispatch``

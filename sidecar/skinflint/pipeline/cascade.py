@@ -7,13 +7,17 @@ escalation route and returns the strong answer. Both attempts are billed (``comb
 the sum; the failed attempt counts against the routing lever, so savings stay honest) and both
 are reserved up front (``complete`` reserves the cheap and the strong worst case together).
 
-Checks (``features.<f>.cascade_checks``; all on by default):
+Checks (``features.<f>.cascade_checks``; the first four are on by default):
 
 * ``refusal``: the provider stopped for a refusal or its content filter;
 * ``truncated``: it stopped at ``max_tokens``;
 * ``empty``: no tool call and no non-blank text;
 * ``schema``: the request asked for JSON (``response_format``) and the text is not JSON, or
-  not valid against the JSON schema it gave (``jsonschema``, the schema's own draft).
+  not valid against the JSON schema it gave (``jsonschema``, the schema's own draft);
+* ``verifier`` (opt-in): the learned answer verifier (``verifier``) gives the text answer to
+  the last user turn a P(wrong) above the feature's ``cascade_verifier_threshold`` (default:
+  the shipped model's). Trained on math word problems (GSM8K); it runs last, after the cheap
+  checks, and never on a tool call. Without a loaded verifier the check is skipped.
 
 A caller-supplied validator (regex or schema in the request) needs a proto field that does not
 exist yet; the response-format schema covers the structured case.
@@ -23,15 +27,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
 
 import jsonschema
 
 from skinflint.call import Call, ResponseFormatType, TextPart, ToolUsePart, thaw_json
 from skinflint.pipeline.pricing import Bill, Savings
+from skinflint.pipeline.routing import last_user_text
+from skinflint.pipeline.verifier import AnswerVerifier
 from skinflint.providers.base import ProviderResponse, StopReason
 
 
-def failed_check(call: Call, response: ProviderResponse, checks: Iterable[str]) -> str | None:
+@dataclass(frozen=True, slots=True)
+class VerifierCheck:
+    """The answer verifier and the threshold one feature uses (for the ``verifier`` check)."""
+
+    model: AnswerVerifier
+    threshold: float
+    #: Where the threshold came from, for the route reason.
+    source: str = "default"
+
+
+def failed_check(
+    call: Call,
+    response: ProviderResponse,
+    checks: Iterable[str],
+    verifier: VerifierCheck | None = None,
+) -> str | None:
     """The first check ``response`` fails, described for the route reason; None: it passes."""
     enabled = set(checks)
     reason = response.stop_reason
@@ -58,7 +81,33 @@ def failed_check(call: Call, response: ProviderResponse, checks: Iterable[str]) 
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 return f"schema (invalid at {where}: {error.message[:120]})"
+    if "verifier" in enabled and verifier is not None and not tool_called:
+        return _verify(call, text, verifier)
     return None
+
+
+def _verify(call: Call, text: str, check: VerifierCheck) -> str | None:
+    verdict = check.model.score(last_user_text(call), text)
+    if verdict.probability <= check.threshold:
+        return None
+    steps = ""
+    if verdict.wrong_steps:
+        first = verdict.wrong_steps[0]
+        computed = min(first.computed, key=lambda v: abs(v - first.value))
+        steps = (
+            f"; {len(verdict.wrong_steps)} step(s) do not hold, e.g. {first.expression[:60]} = "
+            f"{_show(first.value)} (recomputed {_show(computed)})"
+        )
+    return (
+        f"verifier (answer score {verdict.probability:.3f} > threshold {check.threshold:.3f}, "
+        f"{check.source}{steps})"
+    )
+
+
+def _show(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{float(value):.4g}"
 
 
 def combine(first: Bill, final: Bill) -> Bill:
@@ -83,4 +132,4 @@ def combine(first: Bill, final: Bill) -> Bill:
     )
 
 
-__all__ = ["combine", "failed_check"]
+__all__ = ["VerifierCheck", "combine", "failed_check"]

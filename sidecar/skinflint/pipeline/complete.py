@@ -54,7 +54,7 @@ from skinflint.pipeline.budget_guard import BudgetGuard, Hold, Touch, refusal_er
 from skinflint.pipeline.budgets import (
     BudgetAction,
 )
-from skinflint.pipeline.cascade import combine, failed_check
+from skinflint.pipeline.cascade import VerifierCheck, combine, failed_check
 from skinflint.pipeline.dispatch import BreakerState, Deadline, Dispatcher, Outcome, Prepare
 from skinflint.pipeline.pricing import Bill, bill
 from skinflint.pipeline.prompt_cache import PromptCachePlanner
@@ -67,6 +67,7 @@ from skinflint.pipeline.response_cache import (
 )
 from skinflint.pipeline.router_model import RouterModel
 from skinflint.pipeline.routing import Candidate, Route, resolve
+from skinflint.pipeline.verifier import AnswerVerifier
 from skinflint.pipeline.worst_case import WorstCase, worst_case
 from skinflint.providers.base import (
     CachePlan,
@@ -133,9 +134,11 @@ class CompletePipeline:
         guard: BudgetGuard,
         cache: ResponseCacheLayer,
         router: RouterModel | None = None,
+        verifier: AnswerVerifier | None = None,
     ) -> None:
         self._settings = settings
         self._router = router
+        self._verifier = verifier
         self._prices = prices
         self._planner = planner
         self._dispatcher = dispatcher
@@ -482,6 +485,18 @@ class CompletePipeline:
             f"{route.tier.value!r}: {cheapest}); {fix}"
         )
 
+    def _verifier_check(self, call: Call) -> VerifierCheck | None:
+        """The answer verifier with the threshold of the call's feature (None: not loaded)."""
+        if self._verifier is None:
+            return None
+        feature = call.attribution.feature
+        threshold = self._settings.feature(feature).cascade_verifier_threshold
+        if threshold is None:
+            return VerifierCheck(self._verifier, self._verifier.default_threshold)
+        return VerifierCheck(
+            self._verifier, threshold, f"features.{feature}.cascade_verifier_threshold"
+        )
+
     async def _admit_cascade(
         self,
         call: Call,
@@ -534,7 +549,7 @@ class CompletePipeline:
             cost = worst.by_candidate.get(outcome.candidate, 0)
             await self._guard.commit(hold, nanousd=cost, tokens=worst.tokens)
             raise
-        failure = failed_check(call, response, route.checks)
+        failure = failed_check(call, response, route.checks, self._verifier_check(call))
         if failure is None:
             reason = f"{first.served.route_reason}; cascade: the answer passed every check"
             completion = replace(first, served=replace(first.served, route_reason=reason))

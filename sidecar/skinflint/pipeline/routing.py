@@ -113,7 +113,7 @@ def resolve(
             f"{cheap.value!r} (classifier not consulted)",
         )
     context = _context(call, cfg)
-    score = router.score(_last_user_text(call), context)
+    score = router.score(last_user_text(call), context)
     threshold = cfg.router_threshold
     source = f"features.{feature}.router_threshold" if threshold is not None else "default"
     if threshold is None:
@@ -188,7 +188,7 @@ class _Bounds:
         return tier, ""
 
 
-def _last_user_text(call: Call) -> str:
+def last_user_text(call: Call) -> str:
     """What the classifier scores: the text of the last user turn (the question asked)."""
     for message in reversed(call.messages):
         if message.role is Role.USER:
@@ -270,4 +270,4 @@ def _pinned(provider: str, model: str, settings: Settings, prices: PriceTable) -
     return Route((Candidate(provider, model, tier),), tier, f"pinned: {name} as requested")
 
 
-__all__ = ["Candidate", "Healthy", "Route", "resolve"]
+__all__ = ["Candidate", "Healthy", "Route", "last_user_text", "resolve"]
