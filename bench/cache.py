@@ -18,8 +18,13 @@ alternate ``--rounds`` times per level so drift from other work on the machine h
 Reported: p50/p99 per path, hit/echo ratios, calls per second (throughput at the highest
 level), and the CPU each server process used per call.
 
-Semantic-cache lookup latency (10k and 100k entries, issue 4) belongs to the semantic cache
-tier and is **not measured here**: see the marked ``SEMANTIC`` place in ``main``.
+Then the semantic lookup (``--semantic-sizes``, default 10k and 100k entries; ``0`` skips
+it): what an exact miss of a feature with the semantic cache on adds before it would call the
+provider, measured in this process on the sidecar's own code path: ``SemanticCache.probe``
+(the context key in the core, then the embedding of the last user turn in a worker thread,
+as the event loop runs it) and ``SemanticCache.search`` (top 4 above the threshold) on an
+index holding one real answered question and N - 1 other rows in the same context namespace.
+The queries are paraphrases of the stored question; each must find it (checked).
 
 Run: ``python bench/cache.py`` (needs the dev extras); about a minute with the defaults.
 Only loopback addresses are used. Figures are printed, never asserted.
@@ -32,6 +37,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -46,7 +52,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 import overhead  # bench/overhead.py: the rig helpers this benchmark shares
+import semantic as semantic_bench  # bench/semantic.py: random unit vectors
 
+from skinflint import _native
+from skinflint.config import Settings, compile_rule_sets
+from skinflint.pipeline.semantic_cache import DIM, INSTALL_HINT, SemanticCache, default_model_dir
+from skinflint.transports.grpc.convert import to_call
 from skinflint.v1 import skinflint_pb2 as pb
 from skinflint.v1 import skinflint_pb2_grpc as pb_grpc
 
@@ -170,6 +181,70 @@ def rig(tmp: Path, workers: int) -> Iterator[tuple[Targets, dict[str, int], int]
             overhead.stop_process(proc)
 
 
+# --- semantic lookup -------------------------------------------------------------------------
+
+STORED = "How do I reset my password?"
+PARAPHRASES = (
+    "How can I reset my password?",
+    "how do i reset my password",
+    "How do I reset my password ?",
+    "How do I reset my account password?",
+)
+
+
+def semantic_request(text: str) -> pb.CompleteRequest:
+    request = hit_request()
+    request.messages[0].content[0].text.text = text
+    return request
+
+
+async def semantic_lookup(size: int, lookups: int) -> tuple[list[float], list[float], list[float]]:
+    """Lookup, embed and search times (ms) in an index of ``size`` rows (see the docstring)."""
+    model_dir = default_model_dir()
+    if model_dir is None:
+        raise SystemExit(f"the semantic lookup needs the model: {INSTALL_HINT}")
+    settings = Settings.model_validate({"features": {overhead.FEATURE: {"semantic": {}}}})
+    rules = compile_rule_sets(settings)[settings.rule_set_name(overhead.FEATURE)]
+    threshold = settings.feature(overhead.FEATURE).semantic.threshold
+    embedder = _native.Embedder(str(model_dir))
+    embedder.load()
+    with tempfile.TemporaryDirectory(prefix="skinflint-semantic-") as tmp:
+        index = _native.SemanticIndex(str(Path(tmp) / "ix"), dim=DIM, max_entries=2 * size)
+        cache = SemanticCache(embedder, index)
+        material = to_call(semantic_request(STORED)).key_material()
+        stored = await cache.probe(material, rules, threshold)
+        assert stored is not None
+        cache.add(stored, b"the-answer", 3600)
+        rng = random.Random(7)
+        pool = [semantic_bench.unit(rng) for _ in range(256)]
+        for i in range(size - 1):
+            # Perturbed copies of a small pool of random directions: cheap, distinct, and far
+            # from the stored question (a random direction scores ~0 against it).
+            vector = [x + 1e-4 * (i % 7) for x in pool[i % len(pool)]]
+            index.add(stored.namespace, i.to_bytes(8, "big"), vector, ttl_seconds=3600)
+        materials = [to_call(semantic_request(t)).key_material() for t in PARAPHRASES]
+        total, embed, search = [], [], []
+        for i in range(lookups + 10):
+            start = time.perf_counter()
+            probe = await cache.probe(materials[i % len(materials)], rules, threshold)
+            probed = time.perf_counter()
+            assert probe is not None and probe.namespace == stored.namespace
+            found = cache.search(probe)
+            done = time.perf_counter()
+            if not found or found[0].key != b"the-answer":
+                raise RuntimeError(f"{PARAPHRASES[i % len(PARAPHRASES)]!r} missed the stored one")
+            if i >= 10:  # warm-up excluded
+                total.append((done - start) * 1e3)
+                embed.append((probed - start) * 1e3)
+                search.append((done - probed) * 1e3)
+    return total, embed, search
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -200,6 +275,14 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="the sidecar's server.workers (processes)"
     )
+    parser.add_argument(
+        "--semantic-sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000],
+        help="semantic index sizes to time a lookup in (0: skip)",
+    )
+    parser.add_argument("--semantic-n", type=int, default=300, help="semantic lookups per size")
     opts = parser.parse_args()
 
     load_start = os.getloadavg()
@@ -245,9 +328,20 @@ def main() -> None:
     for by_path in results.values():
         for result in by_path.values():
             print(overhead.path_row(result))
-    # SEMANTIC: semantic-cache lookup latency at 10k and 100k entries is measured by the
-    # semantic cache tier's own benchmark (not part of this file).
-    print("\nSemantic lookup latency: not measured by this script (semantic cache tier).")
+    sizes = [size for size in opts.semantic_sizes if size > 0]
+    if sizes:
+        print("\n## semantic lookup (exact miss -> probe + search), in process\n")
+        load = os.getloadavg()[0]
+        print(f"- load average at start {load:.2f}; {opts.semantic_n} lookups per size")
+        print("\n| entries | lookup p50 / p99 ms | embed p50 / p99 ms | search p50 / p99 ms |")
+        print("|---|---|---|---|")
+        for size in sizes:
+            total, embed, search = asyncio.run(semantic_lookup(size, opts.semantic_n))
+            print(
+                f"| {size:,} | {pct(total, 0.5):.2f} / {pct(total, 0.99):.2f} | "
+                f"{pct(embed, 0.5):.2f} / {pct(embed, 0.99):.2f} | "
+                f"{pct(search, 0.5):.2f} / {pct(search, 0.99):.2f} |"
+            )
 
 
 if __name__ == "__main__":

