@@ -52,7 +52,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 import overhead  # bench/overhead.py: the rig helpers this benchmark shares
-import semantic as semantic_bench  # bench/semantic.py: random unit vectors
+import semantic as semantic_bench  # bench/semantic.py: random unit vectors, percentiles
 
 from skinflint import _native
 from skinflint.config import Settings, compile_rule_sets
@@ -240,11 +240,6 @@ async def semantic_lookup(size: int, lookups: int) -> tuple[list[float], list[fl
     return total, embed, search
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -336,12 +331,10 @@ def main() -> None:
         print("\n| entries | lookup p50 / p99 ms | embed p50 / p99 ms | search p50 / p99 ms |")
         print("|---|---|---|---|")
         for size in sizes:
-            total, embed, search = asyncio.run(semantic_lookup(size, opts.semantic_n))
-            print(
-                f"| {size:,} | {pct(total, 0.5):.2f} / {pct(total, 0.99):.2f} | "
-                f"{pct(embed, 0.5):.2f} / {pct(embed, 0.99):.2f} | "
-                f"{pct(search, 0.5):.2f} / {pct(search, 0.99):.2f} |"
-            )
+            times = asyncio.run(semantic_lookup(size, opts.semantic_n))
+            at = semantic_bench.percentile
+            cells = [f"{at(ms, 0.5):.2f} / {at(ms, 0.99):.2f}" for ms in times]
+            print(f"| {size:,} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

@@ -89,12 +89,22 @@ impl Space {
         let qscale = quantize(query, &mut q);
         let mut approx = vec![0i32; n];
         dots_i8(&q, &self.qrows, &mut approx);
-        let mut scored: Vec<(f32, usize)> = approx
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| self.expires_ms[i] > now)
-            .map(|(i, &d)| (d as f32 * qscale * self.qscales[i], i))
-            .collect();
+        // The best `candidates` in one pass: a buffer of up to twice that many, cut back to
+        // the best half whenever it fills, and a floor below which a row cannot get in.
+        let mut scored: Vec<(f32, usize)> = Vec::with_capacity(2 * candidates);
+        let mut floor = f32::NEG_INFINITY;
+        for (i, &d) in approx.iter().enumerate() {
+            let score = d as f32 * qscale * self.qscales[i];
+            if score <= floor || self.expires_ms[i] <= now {
+                continue;
+            }
+            scored.push((score, i));
+            if scored.len() == 2 * candidates {
+                scored.select_nth_unstable_by(candidates - 1, |a, b| b.0.total_cmp(&a.0));
+                scored.truncate(candidates);
+                floor = scored.iter().map(|s| s.0).fold(f32::INFINITY, f32::min);
+            }
+        }
         if scored.len() > candidates {
             scored.select_nth_unstable_by(candidates - 1, |a, b| b.0.total_cmp(&a.0));
             scored.truncate(candidates);
@@ -578,8 +588,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out[i]` = dot(`query`, row `i` of `rows`), in integers (no overflow: |x| <= 127, so a
-/// dimension would have to exceed 133,000 to reach `i32::MAX`).
+/// dimension would have to exceed 133,000 to reach `i32::MAX`). A large namespace is split
+/// over the rayon pool: the scan is the whole cost of a search at 100k rows.
 fn dots_i8(query: &[i8], rows: &[i8], out: &mut [i32]) {
+    use rayon::prelude::*;
+    const ROWS_PER_TASK: usize = 8192;
+    if out.len() <= ROWS_PER_TASK {
+        return dots_i8_serial(query, rows, out);
+    }
+    out.par_chunks_mut(ROWS_PER_TASK)
+        .zip(rows.par_chunks(ROWS_PER_TASK * query.len()))
+        .for_each(|(out, rows)| dots_i8_serial(query, rows, out));
+}
+
+fn dots_i8_serial(query: &[i8], rows: &[i8], out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports the features the function is compiled for.
@@ -599,24 +621,30 @@ fn dots_i8_portable(query: &[i8], rows: &[i8], out: &mut [i32]) {
     }
 }
 
+/// 32 products per step: `maddubs` multiplies unsigned by signed bytes, so the query goes in
+/// as |q| and its sign moves onto the row (`sign_epi8`); |q| <= 128 and |r| <= 127 keep each
+/// pair sum within i16 (2 * 128 * 127 = 32,512), so nothing saturates.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn dots_i8_avx2(query: &[i8], rows: &[i8], out: &mut [i32]) {
     use std::arch::x86_64::*;
-    let (qc, qr) = query.as_chunks::<16>();
+    let (qc, qr) = query.as_chunks::<32>();
+    // SAFETY (all loads here): each chunk is 32 readable bytes; loadu needs no alignment.
+    let q: Vec<(__m256i, __m256i)> = qc
+        .iter()
+        .map(|c| {
+            let v = unsafe { _mm256_loadu_si256(c.as_ptr().cast()) };
+            (_mm256_abs_epi8(v), v)
+        })
+        .collect();
+    let ones = _mm256_set1_epi16(1);
     for (row, o) in rows.chunks_exact(query.len()).zip(out.iter_mut()) {
-        let (rc, rr) = row.as_chunks::<16>();
+        let (rc, rr) = row.as_chunks::<32>();
         let mut acc = _mm256_setzero_si256();
-        for (a, b) in qc.iter().zip(rc) {
-            // SAFETY: each chunk is 16 readable bytes; loadu has no alignment requirement.
-            let (a, b) = unsafe {
-                (
-                    _mm_loadu_si128(a.as_ptr().cast()),
-                    _mm_loadu_si128(b.as_ptr().cast()),
-                )
-            };
-            let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(a), _mm256_cvtepi8_epi16(b));
-            acc = _mm256_add_epi32(acc, prod);
+        for (&(abs_q, sign_q), r) in q.iter().zip(rc) {
+            let r = unsafe { _mm256_loadu_si256(r.as_ptr().cast()) };
+            let pairs = _mm256_maddubs_epi16(abs_q, _mm256_sign_epi8(r, sign_q));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         }
         let sum = _mm_add_epi32(
             _mm256_castsi256_si128(acc),
@@ -712,18 +740,31 @@ mod tests {
 
     #[test]
     fn int8_avx2_and_portable_agree() {
-        let dim = 390; // not a multiple of 16: the tail is exercised too
+        let dim = 390; // not a multiple of 32: the tail is exercised too
         let mut q = vec![0i8; dim];
         quantize(&unit(1, dim), &mut q);
-        let mut rows = vec![0i8; 10 * dim];
+        // Enough rows to go parallel; the first rows are the extremes (saturation would show).
+        let n = 20_000;
+        let mut rows = vec![0i8; n * dim];
         for (i, row) in rows.chunks_exact_mut(dim).enumerate() {
-            quantize(&unit(i as u64 + 2, dim), row);
+            match i {
+                0 => row.fill(127),
+                1 => row.fill(-127),
+                2 => row.copy_from_slice(&q),
+                _ => {
+                    quantize(&unit(i as u64 + 2, dim), row);
+                }
+            }
         }
-        let (mut fast, mut slow) = (vec![0i32; 10], vec![0i32; 10]);
-        dots_i8(&q, &rows, &mut fast);
-        dots_i8_portable(&q, &rows, &mut slow);
-        assert_eq!(fast, slow);
-        assert!(slow.iter().any(|&d| d != 0));
+        let mut extreme_q = vec![-127i8; dim];
+        extreme_q[0] = 0;
+        for query in [&q, &extreme_q] {
+            let (mut fast, mut slow) = (vec![0i32; n], vec![0i32; n]);
+            dots_i8(query, &rows, &mut fast);
+            dots_i8_portable(query, &rows, &mut slow);
+            assert_eq!(fast, slow);
+            assert!(slow.iter().any(|&d| d != 0));
+        }
     }
 
     /// The two-pass search against an exact brute force on random unit vectors: the same
