@@ -82,6 +82,9 @@ class Telemetry:
         self._providers = providers
         #: With the API's no-op meter there is nothing to record: skip building attributes.
         self._metering = not isinstance(meter_provider, metrics.NoOpMeterProvider)
+        #: With the API's no-op tracer a span is never recorded: skip making one (and the
+        #: transport skips attaching the caller's trace context).
+        self.tracing = not isinstance(tracer_provider, trace.NoOpTracerProvider)
         self._tracer = tracer_provider.get_tracer("skinflint", __version__)
         meter = meter_provider.get_meter("skinflint", __version__)
         self._requests = meter.create_counter(
@@ -139,12 +142,17 @@ class Telemetry:
         self, name: str, call: Call | None = None, *, metered: bool = True
     ) -> Iterator[Observation]:
         """A span around one operation (see the module docstring)."""
-        with self._tracer.start_as_current_span(
-            name,
-            kind=trace.SpanKind.SERVER,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        spanned = (
+            self._tracer.start_as_current_span(
+                name,
+                kind=trace.SpanKind.SERVER,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+            if self.tracing
+            else contextlib.nullcontext(trace.INVALID_SPAN)
+        )
+        with spanned as span:
             observation = Observation(span, call, self._metering and metered and call is not None)
             if call is not None and span.is_recording():
                 span.set_attributes(attr.call_attributes(call))

@@ -40,7 +40,7 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
     async def CompleteStream(
         self, request: pb.CompleteRequest, context: Context
     ) -> AsyncIterator[pb.CompleteStreamEvent]:
-        async with _errors(context, "CompleteStream"), _traced(context):
+        async with _errors(context, "CompleteStream"), _traced(context, self._app):
             convert.check_request_size(request, self._limit)
             call = self._calls.to_call(request)
             items = self._app.complete_stream(call, timeout_s=context.time_remaining())
@@ -49,7 +49,7 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
                     yield responses.stream_event(item)
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:
-        async with _errors(context, "Complete"), _traced(context):
+        async with _errors(context, "Complete"), _traced(context, self._app):
             convert.check_request_size(request, self._limit)
             call = self._calls.to_call(request)
             result = await self._app.complete(call, timeout_s=context.time_remaining())
@@ -112,13 +112,12 @@ class SkinflintServicer(pb_grpc.SkinflintServicer):
 
 
 @contextlib.asynccontextmanager
-async def _traced(
-    context: Context, app: App | None = None, operation: str = ""
-) -> AsyncIterator[None]:
-    """The caller's trace as the current context; with ``app``, also a span
-    ``skinflint.<operation>`` (Complete and CompleteStream get theirs from the App)."""
-    with caller_trace(context):
-        if app is None:
+async def _traced(context: Context, app: App, operation: str = "") -> AsyncIterator[None]:
+    """The caller's trace as the current context; with ``operation``, also a span
+    ``skinflint.<operation>`` (Complete and CompleteStream get theirs from the App). With
+    tracing off (the default exporter) there is no span to parent: nothing is attached."""
+    with caller_trace(context) if app.telemetry.tracing else contextlib.nullcontext():
+        if not operation:
             yield
         else:
             with app.telemetry.observe(f"skinflint.{operation}"):
