@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,33 @@ def test_records_round_trip_after_flush(tmp_path: Path) -> None:
     # Reopened: still there.
     with open_ledger(tmp_path) as ledger:
         assert len(ledger.records()) == 5
+
+
+def test_records_appended_close_together_share_one_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer lingers after the first record (``LINGER_S``), so a burst is one
+    transaction, not one per answer (each commit takes the GIL from the event loop)."""
+    batches: list[int] = []
+    write = Ledger._write
+
+    def counting(self: Ledger, conn: object, batch: list[object]) -> None:
+        batches.append(len(batch))
+        write(self, conn, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "_write", counting)
+    with open_ledger(tmp_path) as ledger:
+        started = time.monotonic()
+        for i in range(10):  # answers 1 ms apart: the writer wakes between any two of them
+            ledger.append(rec(i))
+            time.sleep(0.001)
+        spread = time.monotonic() - started
+        assert ledger.flush(timeout_s=30)
+        assert len(ledger.records()) == 10
+    assert sum(batches) == 10
+    # One commit per 50 ms linger the burst spans (plus one where the writer woke); without
+    # the linger it would be one per answer.
+    assert len(batches) <= 2 + int(spread / 0.05), (batches, spread)
 
 
 def test_ledger_is_a_history(tmp_path: Path) -> None:
