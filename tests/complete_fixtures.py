@@ -95,6 +95,22 @@ async def open_rigs(
         yield start
 
 
+@pytest.fixture
+async def start_rig(
+    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RigFactory]:
+    """A sidecar rig factory for one test (import it into the test module to use it)."""
+    async with open_rigs(make_settings, monkeypatch) as start:
+        yield start
+
+
+def uncached(req: pb.CompleteRequest) -> pb.CompleteRequest:
+    """``req`` with the response cache off both ways (lookup and store)."""
+    req.policy.no_lookup = True
+    req.policy.no_store = True
+    return req
+
+
 def request(model: str, text: str = "What is the capital of France?", **fields: Any) -> Any:
     """A small valid CompleteRequest for ``model``; keyword arguments set top-level fields."""
     req = pb.CompleteRequest(

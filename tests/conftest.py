@@ -22,6 +22,9 @@ from skinflint.v1 import skinflint_pb2_grpc as pb_grpc
 
 SettingsFactory = Callable[..., Settings]
 
+#: ``start_rig`` (emulators + an in-process sidecar, started only by the tests that ask for it).
+pytest_plugins = ["complete_fixtures"]
+
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> SettingsFactory:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import calendar
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import Rig, RigFactory, hand_cost, open_rigs, request
+from complete_fixtures import Rig, RigFactory, hand_cost, request
 from conftest import rich_status
 from google.rpc import error_details_pb2
 from redis_fixtures import redis_url
@@ -22,14 +21,6 @@ from skinflint.v1 import skinflint_pb2 as pb
 
 # The fixture is imported, not registered with pytest_plugins, so only this module sees it.
 __all__ = ["redis_url"]
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def set_budget(rig: Rig, budget_id: str, scope: str, **fields: Any) -> pb.Budget:

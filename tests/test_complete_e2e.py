@@ -10,12 +10,11 @@ rounded once per call, half up.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import RigFactory, hand_baseline, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_baseline, hand_cost, request
 from conftest import bad_request
 
 from skinflint.emulators import Fault
@@ -24,14 +23,6 @@ from skinflint.v1 import skinflint_pb2 as pb
 HAIKU = "anthropic/claude-haiku-4-5"  # $1 in, $5 out, $0.10 read, $1.25 5m write (per 1M)
 SONNET = "anthropic/claude-sonnet-4-6"  # $3 in, $15 out, $0.30 read, $3.75 5m write; min 1024
 GPT_MINI = "openai/gpt-4o-mini"  # $0.15 in, $0.60 out, $0.075 cached (per 1M)
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def collect(call: Any) -> list[pb.CompleteStreamEvent]:

@@ -4,23 +4,13 @@ OpenAI's prompt_cache_key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-from complete_fixtures import RigFactory, hand_baseline, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_baseline, hand_cost, request
 
 from skinflint.v1 import skinflint_pb2 as pb
 
 SONNET = "anthropic/claude-sonnet-4-6"  # minimum cacheable prefix: 1024 tokens
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def words(n: int, word: str = "lorem") -> str:

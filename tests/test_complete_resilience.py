@@ -4,12 +4,11 @@ and the circuit breaker, with faults scripted on the provider emulators."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import grpc
 import pytest
-from complete_fixtures import RigFactory, open_rigs, request
+from complete_fixtures import RigFactory, request
 from conftest import rich_status
 from google.rpc import error_details_pb2
 
@@ -17,14 +16,6 @@ from skinflint.emulators import Fault
 from skinflint.errors import DeadlineExceeded
 from skinflint.transports.grpc.convert import to_call
 from skinflint.v1 import skinflint_pb2 as pb
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def test_tier_falls_back_to_the_next_model_when_the_primary_is_overloaded(

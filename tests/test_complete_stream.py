@@ -3,23 +3,14 @@ early failures still fall back; a stream cut after content is an error, never a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import RigFactory, hand_baseline, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_baseline, hand_cost, request
 
 from skinflint.emulators import Fault
 from skinflint.v1 import skinflint_pb2 as pb
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def collect(call: Any) -> list[pb.CompleteStreamEvent]:

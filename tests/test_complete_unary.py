@@ -3,9 +3,6 @@ content, usage and the exact cost."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
 import grpc
 import pytest
 from complete_fixtures import (
@@ -13,19 +10,10 @@ from complete_fixtures import (
     RigFactory,
     hand_baseline,
     hand_cost,
-    open_rigs,
     request,
 )
 
 from skinflint.v1 import skinflint_pb2 as pb
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def assert_savings_add_up(response: pb.CompleteResponse) -> None:

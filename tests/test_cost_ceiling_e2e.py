@@ -4,26 +4,17 @@ Estimate reports as its high figure), so a call that starts can never cost more.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import Rig, RigFactory, open_rigs, request
+from complete_fixtures import Rig, RigFactory, request
 from conftest import rich_status
 from google.rpc import error_details_pb2
 
 from skinflint.v1 import skinflint_pb2 as pb
 
 LONG = pb.GenerationParams(max_tokens=1000)
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def capped(model: str, ceiling: int, **policy: Any) -> pb.CompleteRequest:

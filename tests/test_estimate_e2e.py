@@ -4,12 +4,10 @@ provider emulators."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
 
 import pytest
-from complete_fixtures import RigFactory, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_cost, request
 
 from skinflint.pipeline.history import OutputStats
 from skinflint.pipeline.projection import WorkloadModel
@@ -31,14 +29,6 @@ class FixedHistory:
 
     def workload(self, last_days: int, *, now: datetime | None = None) -> WorkloadModel | None:
         return None
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def levers(response: pb.EstimateResponse) -> dict[int, pb.LeverEstimate]:

@@ -4,13 +4,12 @@ sidecar, read back from its ledger), grouping, JSON with exact nano-USD, HTML an
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from complete_fixtures import RigFactory, open_rigs, request
+from complete_fixtures import RigFactory, request
 from ledger_fixtures import rec
 from typer.testing import CliRunner
 
@@ -28,14 +27,6 @@ LEVER_FIELDS = {
     "batching": "batching_nanousd",
     "local_tier": "local_tier_nanousd",
 }
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def _traffic(start_rig: RigFactory) -> tuple[Any, list[pb.CompleteResponse]]:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import RigFactory, open_rigs, request
+from complete_fixtures import RigFactory, request
 
 from skinflint.emulators import Fault
 from skinflint.v1 import skinflint_pb2 as pb
@@ -28,14 +28,6 @@ FEATURES = (
     "  nocache:\n    cache: false\n"
     "  brief:\n    cache_ttl_seconds: 1\n"
 )
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def feature(name: str, tenant: str = "acme") -> pb.Attribution:

@@ -6,31 +6,15 @@ reserved). The emulator misbehaves on cue: ``Fault(reply="refusal" | "empty" |
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
-from complete_fixtures import RigFactory, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_cost, request, uncached
 
 from skinflint.emulators import Fault
 from skinflint.v1 import skinflint_pb2 as pb
 
 CASCADE = "features:\n  qa: {cascade: true, router_threshold: 1.0}\n"
 HAIKU, OPUS = "anthropic/claude-haiku-4-5", "anthropic/claude-opus-4-6"
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
-
-
-def uncached(req: pb.CompleteRequest) -> pb.CompleteRequest:
-    req.policy.no_lookup = True
-    req.policy.no_store = True
-    return req
 
 
 def usage_of(input_tokens: int, output_tokens: int) -> pb.Usage:

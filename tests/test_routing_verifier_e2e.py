@@ -5,11 +5,7 @@ escalated (route reason: verifier), the same answer with the arithmetic right is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pytest
-from complete_fixtures import RigFactory, hand_cost, open_rigs, request
+from complete_fixtures import RigFactory, hand_cost, request, uncached
 
 from skinflint.emulators.generation import reply_text
 from skinflint.pipeline.verifier import AnswerVerifier
@@ -25,20 +21,6 @@ RIGHT = (
 )
 SLIP = RIGHT.replace("=720>>720", "=620>>620").replace("#### 720", "#### 620")
 HAIKU, OPUS = "anthropic/claude-haiku-4-5", "anthropic/claude-opus-4-6"
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
-
-
-def uncached(req: pb.CompleteRequest) -> pb.CompleteRequest:
-    req.policy.no_lookup = True
-    req.policy.no_store = True
-    return req
 
 
 def test_the_scripted_answers_straddle_the_default_threshold() -> None:

@@ -5,11 +5,11 @@ turn and a feature that did not opt in all miss."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from complete_fixtures import RigFactory, open_rigs, request
+from complete_fixtures import RigFactory, request
 
 from skinflint.app import App
 from skinflint.errors import ConfigError
@@ -28,14 +28,6 @@ FEATURES = (
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "How can I reset my password?"
 UNRELATED = "What is the weather like in Paris today?"
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def attribution(feature: str = "faq", tenant: str = "acme") -> pb.Attribution:

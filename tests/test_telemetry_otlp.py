@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import ANTHROPIC_KEY, RigFactory, open_rigs, request
+from complete_fixtures import ANTHROPIC_KEY, RigFactory, request
 from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2,
     metrics_service_pb2_grpc,
@@ -56,14 +56,6 @@ def receiver() -> Iterator[tuple[Receiver, int]]:
         yield found, port
     finally:
         server.stop(None)
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 def _value(value: AnyValue) -> Any:

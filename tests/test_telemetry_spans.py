@@ -5,12 +5,16 @@ the caller's traceparent, and what must never appear in a span."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import grpc
 import pytest
-from complete_fixtures import ANTHROPIC_KEY, OPENAI_KEY, Rig, RigFactory, open_rigs, request
+from complete_fixtures import (
+    ANTHROPIC_KEY,
+    OPENAI_KEY,
+    Rig,
+    RigFactory,
+    request,
+)
 from opentelemetry.trace import StatusCode
 from telemetry_fixtures import Captured, in_memory_telemetry
 
@@ -20,14 +24,6 @@ from skinflint.v1 import skinflint_pb2 as pb
 PROMPT = "What is the capital of France?"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture
-async def start_rig(
-    make_settings: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RigFactory]:
-    async with open_rigs(make_settings, monkeypatch) as start:
-        yield start
 
 
 async def observed(
