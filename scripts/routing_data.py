@@ -120,10 +120,12 @@ def load_rows(directory: Path) -> list[Row]:
     return rows
 
 
-def file_digests(directory: Path) -> dict[str, str]:
-    """SHA-256 of every input file, recorded in the model so a retrain can be checked."""
+def file_digests(directory: Path, *, mmlu: bool = True) -> dict[str, str]:
+    """SHA-256 of every input file (of the GSM8K ones only without ``mmlu``), recorded in the
+    model so a retrain can be checked."""
     paths = [directory / "gsm8k_responses.csv", directory / "gsm8k_contaminated_prompts.jsonl"]
-    paths += sorted((directory / "mmlu").glob("*"))
+    if mmlu:
+        paths += sorted((directory / "mmlu").glob("*"))
     return {
         str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths
     }

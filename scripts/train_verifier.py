@@ -27,7 +27,6 @@ The shipped model is then fitted on the whole train split.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import sys
@@ -38,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from routing_data import ROOT, Row, data_dir, load_rows
+from routing_data import ROOT, Row, data_dir, file_digests, load_rows
 from train_router import FOLDS, QUALITY_TARGET, SEED, cpt, fold_of, threshold_for_quality
 
 from skinflint.pipeline.verifier_features import FEATURES, extract
@@ -132,11 +131,6 @@ def cross_validate(rows: list[Row]) -> dict:
     }
 
 
-def gsm8k_digests(directory: Path) -> dict[str, str]:
-    names = ("gsm8k_responses.csv", "gsm8k_contaminated_prompts.jsonl")
-    return {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in names}
-
-
 def train(rows: list[Row], src: Path) -> dict:
     """The model file's content from the GSM8K train split of ``rows``."""
     train_rows = gsm8k_train(rows)
@@ -162,7 +156,7 @@ def train(rows: list[Row], src: Path) -> dict:
             "cv_folds": FOLDS,
             "quality_target": QUALITY_TARGET,
             "train_rows": len(train_rows),
-            "data_sha256": gsm8k_digests(src),
+            "data_sha256": file_digests(src, mmlu=False),
         },
         "cv": {
             "basis": "share of requests escalated (GPT-4 calls) at 95 % of GPT-4's accuracy, "

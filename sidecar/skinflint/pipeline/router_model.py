@@ -103,14 +103,15 @@ class RouterModel:
     def score(self, prompt: str, context: Context | None = None) -> Score:
         learned = self.learned_logit(prompt)
         prior = self.prior_logit(context) if context is not None else 0.0
-        return Score(_sigmoid(learned + prior), learned, prior)
+        return Score(sigmoid(learned + prior), learned, prior)
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function, without overflow for large |x|."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
     return e / (1.0 + e)
 
 
-__all__ = ["RouterModel", "RouterModelError", "Score"]
+__all__ = ["RouterModel", "RouterModelError", "Score", "sigmoid"]

@@ -16,10 +16,10 @@ opt-in per feature (``cascade_checks``), not a default.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 
+from skinflint.pipeline.router_model import sigmoid
 from skinflint.pipeline.verifier_features import FEATURES, Check, analyse, extract
 
 MODEL_FILE = "verifier_model.json"
@@ -84,18 +84,11 @@ class AnswerVerifier:
         return self._intercept + sum(w * x for w, x in zip(self._weights, features, strict=True))
 
     def probability(self, question: str, answer: str) -> float:
-        return _sigmoid(self.logit(extract(question, answer)))
+        return sigmoid(self.logit(extract(question, answer)))
 
     def score(self, question: str, answer: str) -> Verdict:
         features, wrong = analyse(question, answer)
-        return Verdict(_sigmoid(self.logit(features)), tuple(wrong))
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+        return Verdict(sigmoid(self.logit(features)), tuple(wrong))
 
 
 __all__ = ["AnswerVerifier", "Verdict", "VerifierModelError"]
