@@ -19,6 +19,8 @@ pub struct Config {
     pub intermediate_size: usize,
     pub max_position_embeddings: usize,
     pub vocab_size: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
     #[serde(default = "default_act")]
@@ -27,6 +29,9 @@ pub struct Config {
     pub position_embedding_type: String,
 }
 
+fn default_type_vocab_size() -> usize {
+    2
+}
 fn default_eps() -> f64 {
     1e-12
 }
@@ -161,14 +166,12 @@ impl Bert {
                 out_norm: w.norm(&at("output.LayerNorm"), d)?,
             });
         }
-        let token_types = w
-            .tensors
-            .tensor(&format!("{prefix}embeddings.token_type_embeddings.weight"))
-            .map(|t| t.shape().first().copied().unwrap_or(0))
-            .unwrap_or(0);
+        if config.type_vocab_size == 0 {
+            return Err("type_vocab_size is 0: the model has no token type 0".to_owned());
+        }
         let token_type = w.get(
             "embeddings.token_type_embeddings.weight",
-            &[token_types.max(1), d],
+            &[config.type_vocab_size, d],
         )?;
         Ok(Bert {
             hidden: d,
