@@ -10,9 +10,10 @@ returns then).
 one writer thread wakes for the first record, lets ``LINGER_S`` pass, then commits everything
 queued by then in one transaction. So the writer takes the GIL and commits at most ~20 times
 a second however busy the sidecar is (waking per record took the GIL from the event loop
-once per answer), and the event loop never waits on SQLite. The price is a window of up to ``LINGER_S``
-plus a commit in which an answered call is not yet committed: a crash inside it loses those
-records (``bench/ledger.py`` measures both figures). ``flush`` and ``close`` do not linger.
+once per answer), and the event loop never waits on SQLite. The price is a window of up to
+``LINGER_S`` plus a commit in which an answered call is not yet committed: a crash inside it
+loses those records (``bench/ledger.py`` measures both figures). ``flush`` and ``close`` do
+not linger.
 
 **Retention.** Records older than ``ledger.retention_days`` are deleted at open and then
 hourly by the writer.
