@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from skinflint.ledger import LedgerRecord
@@ -39,4 +38,4 @@ def rec(i: int = 0, **fields: object) -> LedgerRecord:
         saved_local_tier=0,
         price_version="test",
     )
-    return replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)

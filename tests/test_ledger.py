@@ -131,7 +131,6 @@ def test_retention_prunes_old_records(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from dataclasses import replace
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from ledger_fixtures import rec

@@ -377,3 +377,48 @@ async def test_a_hit_counts_a_request_with_zero_spend(start_rig: RigFactory) -> 
     assert state.requests == 2
     assert state.spent_nanousd == first.cost_nanousd
     assert state.reserved_nanousd == 0
+
+
+# -- repeated hits (the hit path's memos) ----------------------------------------------------
+
+
+async def test_repeated_hits_each_get_their_own_id_budgets_and_ledger_record(
+    start_rig: RigFactory,
+) -> None:
+    """A hot request is answered from kept parts (decision, answer, wire response): each hit
+    still carries its own id (sent or fresh), the budgets as they are at that moment, and
+    its own ledger record."""
+    rig = await start_rig()
+    miss = await rig.stub.Complete(request(HAIKU))
+    hits = [await rig.stub.Complete(request(HAIKU)) for _ in range(3)]
+    hits.append(await rig.stub.Complete(request(HAIKU, request_id="mine-1")))
+    spec = pb.BudgetSpec(
+        id="acme", scope="tenant:acme", window=pb.BUDGET_WINDOW_MONTH, limit_nanousd=10**9
+    )
+    await rig.stub.SetBudget(pb.SetBudgetRequest(budget=spec))
+    hits.append(await rig.stub.Complete(request(HAIKU)))
+    await rig.stub.DeleteBudget(pb.DeleteBudgetRequest(id="acme"))
+    hits.append(await rig.stub.Complete(request(HAIKU)))
+
+    assert len(rig.anthropic.requests) == 1
+    ids = [h.request_id for h in hits]
+    assert ids[3] == "mine-1"
+    assert len({*ids, miss.request_id}) == len(hits) + 1
+    for fresh in ids[:3] + ids[4:]:
+        assert re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", fresh
+        )
+    assert [[b.budget_id for b in h.budgets] for h in hits] == [[], [], [], [], ["acme"], []]
+    assert hits[4].budgets[0].remaining_nanousd == 10**9  # set after the miss: a hit spends 0
+    for hit in hits:
+        assert hit.served_by.cache_status == pb.CACHE_STATUS_EXACT
+        same = pb.CompleteResponse()
+        same.CopyFrom(hit)
+        same.request_id = hits[0].request_id
+        del same.budgets[:]
+        assert same == hits[0]  # everything but the id and the budgets is the same answer
+    assert rig.app.ledger is not None and rig.app.ledger.flush(timeout_s=30)
+    recorded = {r.request_id: r for r in rig.app.ledger.records()}
+    assert set(recorded) == set(ids) | {miss.request_id}
+    assert all(recorded[i].cache_status == "exact" and recorded[i].cost_nanousd == 0 for i in ids)
+    assert all(recorded[i].saved_response_cache == miss.cost_nanousd for i in ids)

@@ -3,6 +3,7 @@ the key's scoping (real native core and config, no mocks)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from skinflint.call import (
 from skinflint.config import compile_rule_sets
 from skinflint.pipeline.pricing import Bill, Savings
 from skinflint.pipeline.response_cache import (
+    DECODED_MAX_VALUE_BYTES,
     FORMAT_VERSION,
     CacheStatus,
     Entry,
@@ -165,3 +167,26 @@ def test_put_then_get(layer: ResponseCacheLayer) -> None:
     layer.put(decision, ENTRY)
     assert layer.get(decision) == ENTRY
     assert layer.get(layer.decide(make_call(tenant="globex"))) is None
+
+
+def test_a_repeated_call_gets_its_kept_decision(layer: ResponseCacheLayer) -> None:
+    call = make_call()
+    decision = layer.decide(call)
+    assert layer.decide(call.with_request_id("another")) is decision  # same parts: kept
+    rebuilt = layer.decide(make_call())  # equal parts, other objects: decided afresh
+    assert rebuilt is not decision and rebuilt == decision
+    changed = layer.decide(make_call(temperature=0.5))
+    assert changed.key != decision.key and not changed.store
+
+
+def test_hits_of_a_small_value_share_one_decoded_entry(layer: ResponseCacheLayer) -> None:
+    decision = layer.decide(make_call())
+    layer.put(decision, ENTRY)
+    first, again = layer.get(decision), layer.get(decision)
+    assert first is again and first is not None and first.shared
+    assert first == ENTRY and not ENTRY.shared  # ``shared`` is not part of the value
+    big = dataclasses.replace(ENTRY, content=(TextPart("x" * (DECODED_MAX_VALUE_BYTES + 1)),))
+    other = layer.decide(make_call(tenant="globex"))
+    layer.put(other, big)
+    one, two = layer.get(other), layer.get(other)
+    assert one == two == big and one is not two and one is not None and not one.shared

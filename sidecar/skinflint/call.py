@@ -9,8 +9,9 @@ Every type here is a frozen dataclass and every JSON value inside is deep-frozen
 from __future__ import annotations
 
 import base64
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -253,6 +254,19 @@ class Call:
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
+    def with_request_id(self, request_id: str) -> Call:
+        """This call under another id, sharing every other (frozen) part with this one.
+
+        Performance: a field copy instead of ``dataclasses.replace``, which re-runs
+        ``__init__`` and ``__post_init__`` (the labels are already a read-only copy); the
+        shared parts are what lets the hit path's identity memos recognise a repeated call.
+        """
+        twin = object.__new__(Call)
+        for name in _CALL_FIELDS:
+            object.__setattr__(twin, name, getattr(self, name))
+        object.__setattr__(twin, "request_id", request_id)
+        return twin
+
     @property
     def namespace(self) -> str:
         """The response-cache namespace: one per tenant, so no answer crosses tenants."""
@@ -284,6 +298,22 @@ class Call:
                 for message in self.messages
             ],
         }
+
+
+_CALL_FIELDS = tuple(f.name for f in fields(Call))
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID in its usual text form, for a call sent without an id.
+
+    Performance: ``str(uuid.uuid4())`` costs ~4 µs (a ``UUID`` object, and a ``getrandom``
+    system call that releases the GIL and may wait to get it back, on every cache hit). An
+    id only has to be unique, not unguessable, so the bits come from ``random`` (seeded from
+    the OS at start and again in a forked child) and are formatted directly (~1 µs).
+    """
+    h = f"{random.getrandbits(128):032x}"
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
 
 def _params_material(params: GenerationParams, choice: ToolChoice | None) -> dict[str, Any]:

@@ -2,13 +2,17 @@
 
 Money is integer nano-USD; tokens are the billed classes of ``accounting.Usage``; the savings
 are ``pipeline.pricing.Savings`` lever by lever (their sum is ``baseline - cost``).
+
+A ``NamedTuple``, not a dataclass: it is a table row, one is made per call (a response-cache
+hit included) on the event loop, and the writer thread inserts it as it is. A frozen slotted
+dataclass costs ~4 µs to build and ~30 µs to turn into a row with ``astuple`` (a deep copy,
+on the writer thread while it holds the GIL); the tuple costs ~1 µs and nothing.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import astuple, dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from skinflint.call import Call
 
@@ -19,8 +23,7 @@ if TYPE_CHECKING:
 CACHE_HITS = ("exact", "coalesced", "semantic")
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
+class LedgerRecord(NamedTuple):
     ts_ms: int
     request_id: str
     tenant: str
@@ -56,11 +59,8 @@ class LedgerRecord:
             + self.cache_write_1h_tokens
         )
 
-    def row(self) -> tuple[object, ...]:
-        return astuple(self)
 
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRecord))
+COLUMNS: tuple[str, ...] = LedgerRecord._fields
 
 
 def record_of(

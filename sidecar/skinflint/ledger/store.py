@@ -25,6 +25,7 @@ lets them run beside the writer, in this process or another.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import sqlite3
 import threading
@@ -88,7 +89,13 @@ CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ms);
 CREATE INDEX IF NOT EXISTS calls_feature_ts ON calls (feature, ts_ms);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
-_INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_ROW_PARAMS = f"({', '.join('?' * len(COLUMNS))})"
+#: Rows per INSERT statement (fewer when the SQLite build allows fewer parameters).
+ROWS_PER_INSERT = 256
+
+
+def _insert(rows: int) -> str:
+    return f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW_PARAMS] * rows)}"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -209,10 +216,18 @@ class Ledger:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: Sequence[LedgerRecord]) -> None:
+        """One transaction; a few multi-row INSERTs rather than ``executemany``, which binds
+        and steps row by row, releasing the GIL around each step and waiting to take it back
+        from the busy event loop once per record (bench/cache.py: that ping-pong, not the
+        SQLite work, was most of what the ledger cost a response-cache hit)."""
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
+        step = max(1, min(ROWS_PER_INSERT, limit))
         try:
             with conn:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT, [r.row() for r in batch])
+                for start in range(0, len(batch), step):
+                    rows = batch[start : start + step]
+                    conn.execute(_insert(len(rows)), list(itertools.chain.from_iterable(rows)))
         except sqlite3.Error as exc:
             # The answers were already given; losing their records is logged, never raised.
             _log.error("ledger_write_failed", records=len(batch), error=str(exc))

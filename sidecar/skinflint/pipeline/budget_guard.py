@@ -288,6 +288,8 @@ class BudgetGuard:
 
     async def matching(self, attribution: Attribution) -> list[BudgetSpec]:
         specs = await self._specs()
+        if not specs:  # the common case on a hit when no budget is set: nothing to sort
+            return []
         return [
             s
             for s in sorted(specs.values(), key=lambda s: s.id)

@@ -50,6 +50,7 @@ from skinflint.errors import (
     SkinflintError,
 )
 from skinflint.logs import get_logger
+from skinflint.memo import IdentityMemo
 from skinflint.pipeline.budget_guard import BudgetGuard, Hold, Touch, refusal_error
 from skinflint.pipeline.budgets import (
     BudgetAction,
@@ -84,6 +85,8 @@ _log = get_logger("complete")
 
 #: How many times a follower waits for a leader that failed before it calls on its own.
 MAX_COALESCE_WAITS = 3
+#: Exact-hit answers kept (one per hot request shape).
+ANSWER_MEMO_ENTRIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +148,17 @@ class CompletePipeline:
         self._guard = guard
         self._cache = cache
         self._baseline = prices.lookup(None, settings.baseline)
+        #: Performance (bench/cache.py): an exact hit's ``Served`` and bill, by the decision
+        #: and entry they were made from (both come back as the same objects on a repeat).
+        self._answered: IdentityMemo[tuple[Served, Bill]] = IdentityMemo(ANSWER_MEMO_ENTRIES)
 
     async def complete(self, call: Call, *, timeout_s: float | None) -> Completion:
         self._check_lane(call)
-        deadline = Deadline(timeout_s)
         decision = self._cache.decide(call)
         entry = self._cache.get(decision)
         if entry is not None:
             return await self._answer(call, decision, entry, CacheStatus.EXACT)
+        deadline = Deadline(timeout_s)  # after the local lookup: a hit never waits on it
         entry = await self._cache.get_l2(decision)
         if entry is not None:
             return await self._answer(call, decision, entry, CacheStatus.EXACT, l2=True)
@@ -252,6 +258,37 @@ class CompletePipeline:
         l2: bool = False,
     ) -> Completion:
         """A hit or a coalesced answer: zero cost, recorded as one request on the budgets."""
+        try:
+            touches = await self._guard.record(call.attribution, nanousd=0, tokens=0)
+        except Exception as exc:  # the answer is free: a ledger failure does not take it away
+            _log.error(
+                "budget_record_failed",
+                request_id=call.request_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            touches = ()
+        # An exact hit of a repeated call meets the same decision and entry objects again.
+        memo = status is CacheStatus.EXACT and not l2 and entry.shared
+        answered = self._answered.get((decision, entry)) if memo else None
+        if answered is None:
+            answered = (self._hit_served(decision, entry, status, l2=l2), hit_bill(entry.bill))
+            if memo:
+                self._answered.put((decision, entry), answered)
+        served, bill = answered
+        return Completion(
+            request_id=call.request_id,
+            content=entry.content,
+            stop_reason=entry.stop_reason,
+            served=served,
+            usage=entry.usage,
+            bill=bill,
+            budgets=touches,
+        )
+
+    @staticmethod
+    def _hit_served(
+        decision: CacheDecision, entry: Entry, status: CacheStatus, *, l2: bool
+    ) -> Served:
         if status is CacheStatus.COALESCED:
             reason = (
                 f"response cache coalesced: waited for an identical in-flight request "
@@ -264,7 +301,7 @@ class CompletePipeline:
             reason = f"semantic cache hit (similarity {score:.3f}, key {key.hex()[:8]}…)"
         else:
             reason = f"response cache hit (key {decision.short}…)"
-        served = Served(
+        return Served(
             provider=entry.provider,
             model=entry.model,
             tier=entry.tier,
@@ -272,24 +309,6 @@ class CompletePipeline:
             route_reason=reason,
             attempts=0,
             cache_status=status,
-        )
-        try:
-            touches = await self._guard.record(call.attribution, nanousd=0, tokens=0)
-        except Exception as exc:  # the answer is free: a ledger failure does not take it away
-            _log.error(
-                "budget_record_failed",
-                request_id=call.request_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            touches = ()
-        return Completion(
-            request_id=call.request_id,
-            content=entry.content,
-            stop_reason=entry.stop_reason,
-            served=served,
-            usage=entry.usage,
-            bill=hit_bill(entry.bill),
-            budgets=touches,
         )
 
     async def _replay(

@@ -61,7 +61,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +71,7 @@ from skinflint.call import Call, ModelKind, TextPart, Tier, ToolUsePart, freeze_
 from skinflint.config import Settings
 from skinflint.errors import SkinflintError, native_errors
 from skinflint.logs import get_logger
+from skinflint.memo import IdentityMemo
 from skinflint.pipeline.cache_l2 import RedisL2
 from skinflint.pipeline.pricing import Bill, Savings
 from skinflint.pipeline.semantic_cache import Probe, SemanticCache
@@ -83,6 +84,8 @@ FORMAT_VERSION = 1
 #: Bounds of the decoded-entry memo (at most about 16 MiB of values).
 DECODED_MAX_ENTRIES = 1024
 DECODED_MAX_VALUE_BYTES = 16 * 1024
+#: Calls whose decision is kept (the transport keeps as many request shapes).
+DECISION_MEMO_ENTRIES = 1024
 
 
 class CacheStatus(StrEnum):
@@ -139,6 +142,9 @@ class Entry:
     model: str
     tier: Tier | None
     bill: Bill
+    #: This very object is the decoded-entry memo's: every hit of the same stored value
+    #: returns it, so what is derived from it may be kept by its identity (``IdentityMemo``).
+    shared: bool = field(default=False, compare=False)
 
 
 def hit_bill(original: Bill) -> Bill:
@@ -260,8 +266,28 @@ class ResponseCacheLayer:
         #: is not JSON-decoded on every hit. Keyed by the value itself (expiry stays LMDB's:
         #: a value is only seen when it is live), bounded in count and per-value size.
         self._decoded: dict[bytes, Entry] = {}
+        self._decisions: IdentityMemo[CacheDecision] = IdentityMemo(DECISION_MEMO_ENTRIES)
 
     def decide(self, call: Call) -> CacheDecision:
+        """What the cache does for ``call``; a pure function of every part of the call but
+        its id and labels, so it is kept for the very parts it was computed from (a repeated
+        request arrives as the transport's kept ``Call`` under a new id: ``IdentityMemo``)."""
+        parts = (
+            call.model,
+            call.messages,
+            call.system,
+            call.tools,
+            call.tool_choice,
+            call.params,
+            call.attribution,
+            call.policy,
+        )
+        decision = self._decisions.get(parts)
+        if decision is None:
+            decision = self._decisions.put(parts, self._decide(call))
+        return decision
+
+    def _decide(self, call: Call) -> CacheDecision:
         feature = call.attribution.feature
         cfg = self._settings.feature(feature)
         if not cfg.cache:
@@ -321,7 +347,7 @@ class ResponseCacheLayer:
             if entry is not None and len(value) <= DECODED_MAX_VALUE_BYTES:
                 if len(self._decoded) >= DECODED_MAX_ENTRIES:
                     del self._decoded[next(iter(self._decoded))]
-                self._decoded[value] = entry
+                entry = self._decoded[value] = replace(entry, shared=True)
         return entry
 
     async def get_l2(self, decision: CacheDecision) -> Entry | None:

@@ -14,10 +14,7 @@ themselves (the tenant is part of the request, so of the key).
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-
-from skinflint.call import Call
+from skinflint.call import Call, new_request_id
 from skinflint.transports.grpc import convert
 from skinflint.v1 import skinflint_pb2 as pb
 
@@ -59,7 +56,7 @@ class CallMemo:
             self._calls[key] = call
             return call
         request_id = convert.call_request_id(request)
-        return dataclasses.replace(kept, request_id=request_id or str(uuid.uuid4()))
+        return kept.with_request_id(request_id or new_request_id())
 
 
 __all__ = ["MAX_ENTRIES", "MAX_REQUEST_BYTES", "CallMemo"]

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -40,6 +39,7 @@ from skinflint.call import (
     ToolChoiceMode,
     ToolResultPart,
     ToolUsePart,
+    new_request_id,
 )
 from skinflint.errors import InvalidArgument
 from skinflint.pipeline.budgets import (
@@ -272,7 +272,7 @@ def to_call(request: pb.CompleteRequest, *, prefix: str = "") -> Call:
     return Call(
         model=model,
         messages=messages,
-        request_id=request_id or str(uuid.uuid4()),
+        request_id=request_id or new_request_id(),
         system=system,
         tools=tools,
         tool_choice=choice,

@@ -7,11 +7,13 @@ failure modes of its own beyond a bug (a domain value with no wire counterpart).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from skinflint.accounting import Usage
 from skinflint.call import Lane, TextPart, Tier, ToolUsePart, thaw_json
+from skinflint.memo import IdentityMemo
 from skinflint.pipeline.budget_guard import Budget, Touch
 from skinflint.pipeline.budgets import BudgetAction, BudgetSpec, BudgetWindow
 from skinflint.pipeline.complete import Completion, Served, Started, StreamItem
@@ -111,6 +113,39 @@ def complete_response(result: Completion) -> pb.CompleteResponse:
         savings=savings(result.bill.savings),
         budgets=[budget_touch(t) for t in result.budgets],
     )
+
+
+class CompleteResponses:
+    """``complete_response``, with the wire form of exact hits kept and copied.
+
+    Performance (bench/cache.py): building a ``CompleteResponse`` field by field costs about
+    ten times a ``CopyFrom``. An exact hit of a repeated request carries the very same
+    content, ``Served``, usage and bill objects each time (the pipeline's memos), so its
+    response is built once without the per-call fields (request id, budget touches), kept
+    by those objects' identity, and copied with the per-call fields set: the same bytes as
+    ``complete_response``. Only exact hits are kept, each at most ``max_bytes``.
+    """
+
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 16 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._kept: IdentityMemo[pb.CompleteResponse] = IdentityMemo(max_entries)
+
+    def __call__(self, result: Completion) -> pb.CompleteResponse:
+        if result.served.cache_status is not CacheStatus.EXACT:
+            return complete_response(result)
+        parts = (result.content, result.stop_reason, result.served, result.usage, result.bill)
+        kept = self._kept.get(parts)
+        if kept is None:
+            kept = complete_response(replace(result, request_id="", budgets=()))
+            if kept.ByteSize() > self._max_bytes:
+                return complete_response(result)
+            self._kept.put(parts, kept)
+        response = pb.CompleteResponse()
+        response.CopyFrom(kept)
+        response.request_id = result.request_id
+        if result.budgets:
+            response.budgets.extend(budget_touch(t) for t in result.budgets)
+        return response
 
 
 _WINDOWS = {
