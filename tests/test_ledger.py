@@ -68,6 +68,24 @@ def test_records_appended_close_together_share_one_commit(
     assert len(batches) <= 2 + int(spread / 0.05), (batches, spread)
 
 
+@pytest.mark.parametrize("rows_per_insert", [1, 7, 256])
+def test_a_batch_of_any_size_is_written_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_insert: int
+) -> None:
+    """Batches go in as multi-row INSERTs (one statement when they fit, else several in one
+    transaction, the last one short): every record lands once, field for field."""
+    monkeypatch.setattr("skinflint.ledger.store.ROWS_PER_INSERT", rows_per_insert)
+    expected = [rec(i, input_tokens=i, tier=None if i % 5 == 0 else "mid") for i in range(48)]
+    pending = list(expected)
+    with open_ledger(tmp_path) as ledger:
+        for size in (1, 3, 7, 8, 29):  # below, at, just above and well above a statement
+            batch, pending = pending[:size], pending[size:]
+            ledger._write(ledger._reader, batch)
+        assert not pending
+        kept = sorted(ledger.records(), key=lambda r: int(r.request_id[1:]))
+    assert kept == expected
+
+
 def test_ledger_is_a_history(tmp_path: Path) -> None:
     with open_ledger(tmp_path) as ledger:
         history: History = ledger
