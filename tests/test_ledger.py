@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from ledger_fixtures import NOW, NOW_MS, rec
 
+from skinflint import _native
 from skinflint.app import App
 from skinflint.call import Tier
 from skinflint.config import Settings
 from skinflint.ledger import Ledger
 from skinflint.ledger.queries import nearest_rank
+from skinflint.ledger.record import COLUMNS
 from skinflint.pipeline.history import History, OutputStats
 
 DAY_MS = 86_400_000
@@ -41,19 +43,9 @@ def test_records_round_trip_after_flush(tmp_path: Path) -> None:
         assert len(ledger.records()) == 5
 
 
-def test_records_appended_close_together_share_one_commit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_records_appended_close_together_share_one_commit(tmp_path: Path) -> None:
     """The writer lingers after the first record (``LINGER_S``), so a burst is one
-    transaction, not one per answer (each commit takes the GIL from the event loop)."""
-    batches: list[int] = []
-    write = Ledger._write
-
-    def counting(self: Ledger, conn: object, batch: list[object]) -> None:
-        batches.append(len(batch))
-        write(self, conn, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Ledger, "_write", counting)
+    transaction, not one per answer."""
     with open_ledger(tmp_path) as ledger:
         started = time.monotonic()
         for i in range(10):  # answers 1 ms apart: the writer wakes between any two of them
@@ -62,28 +54,74 @@ def test_records_appended_close_together_share_one_commit(
         spread = time.monotonic() - started
         assert ledger.flush(timeout_s=30)
         assert len(ledger.records()) == 10
-    assert sum(batches) == 10
+        commits = ledger.commits
     # One commit per 50 ms linger the burst spans (plus one where the writer woke); without
     # the linger it would be one per answer.
-    assert len(batches) <= 2 + int(spread / 0.05), (batches, spread)
+    assert 1 <= commits <= 2 + int(spread / 0.05), (commits, spread)
 
 
-@pytest.mark.parametrize("rows_per_insert", [1, 7, 256])
+@pytest.mark.parametrize(("max_batch", "rows_per_insert"), [(1, 1), (10, 3), (1024, 256)])
 def test_a_batch_of_any_size_is_written_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows_per_insert: int
+    tmp_path: Path, max_batch: int, rows_per_insert: int
 ) -> None:
-    """Batches go in as multi-row INSERTs (one statement when they fit, else several in one
-    transaction, the last one short): every record lands once, field for field."""
-    monkeypatch.setattr("skinflint.ledger.store.ROWS_PER_INSERT", rows_per_insert)
+    """The core's appender writes batches as multi-row INSERTs (one statement when they fit,
+    else several in one transaction, the last one short): every record lands once, field
+    for field, in the ledger's schema."""
     expected = [rec(i, input_tokens=i, tier=None if i % 5 == 0 else "mid") for i in range(48)]
-    pending = list(expected)
     with open_ledger(tmp_path) as ledger:
-        for size in (1, 3, 7, 8, 29):  # below, at, just above and well above a statement
-            batch, pending = pending[:size], pending[size:]
-            ledger._write(ledger._reader, batch)
-        assert not pending
+        appender = _native.RowAppender(
+            str(ledger.path),
+            "calls",
+            list(COLUMNS),
+            linger_s=0.01,
+            max_batch=max_batch,
+            rows_per_insert=rows_per_insert,
+        )
+        for record in expected:
+            assert appender.append(record) == 0
+        assert appender.flush(timeout_s=30)
+        assert (appender.appended, appender.processed, appender.failed) == (48, 48, 0)
+        assert appender.commits >= -(-48 // max_batch)
+        appender.close()
         kept = sorted(ledger.records(), key=lambda r: int(r.request_id[1:]))
     assert kept == expected
+
+
+def test_a_refused_batch_is_logged_not_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record SQLite refuses (here: a NULL in a NOT NULL column) is dropped and logged
+    with the reason; the caller, whose answer was already given, never sees an error."""
+    with open_ledger(tmp_path) as ledger:
+        ledger.append(rec(1))
+        ledger.append(rec(2, team=None))  # type: ignore[arg-type]
+        assert ledger.flush(timeout_s=30)
+        ledger.append(rec(3))
+        assert ledger.flush(timeout_s=30)
+        kept = {r.request_id for r in ledger.records()}
+    # The bad record's batch is lost (the records queued with it too): never a half write.
+    assert "r3" in kept and "r2" not in kept
+    out = capsys.readouterr()
+    assert "ledger_write_failed" in out.out + out.err
+    assert "NOT NULL" in out.out + out.err
+
+
+def test_rows_of_the_wrong_shape_or_type_are_refused_at_append(tmp_path: Path) -> None:
+    with open_ledger(tmp_path) as ledger:
+        appender = _native.RowAppender(str(ledger.path), "calls", list(COLUMNS), linger_s=0)
+        with pytest.raises(ValueError, match="3 values"):
+            appender.append((1, 2, 3))
+        with pytest.raises(TypeError, match=r"row\[1\]: a bytes"):
+            appender.append((1, b"x", *rec(0)[2:]))
+        with pytest.raises(ValueError, match=r"row\[0\].*64-bit"):
+            appender.append((1 << 64, *rec(0)[1:]))
+        with pytest.raises(ValueError, match="identifier"):
+            _native.RowAppender(str(ledger.path), "calls; --", list(COLUMNS), linger_s=0)
+        with pytest.raises(ValueError, match="linger_s"):
+            _native.RowAppender(str(ledger.path), "calls", list(COLUMNS), linger_s=-1)
+        appender.close()
+        with pytest.raises(ValueError, match="closed"):
+            appender.append(rec(0))
 
 
 def test_ledger_is_a_history(tmp_path: Path) -> None:

@@ -24,6 +24,11 @@ pub enum CoreError {
     #[error("budget ledger at {}: {message}", path.display())]
     Budget { path: PathBuf, message: String },
 
+    /// The spend ledger's SQLite file could not be opened by the row appender
+    /// (`LedgerError`, an `OSError`).
+    #[error("ledger at {}: {message}", path.display())]
+    Ledger { path: PathBuf, message: String },
+
     /// A plain bad argument, e.g. a non-positive TTL (`ValueError`).
     #[error("{0}")]
     InvalidArgument(String),
@@ -40,6 +45,13 @@ pub enum CoreError {
 impl CoreError {
     pub(crate) fn cache(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         CoreError::Cache {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn ledger(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        CoreError::Ledger {
             path: path.into(),
             message: message.into(),
         }

@@ -1,10 +1,12 @@
 //! Rust core of skinflint: canonicalization, cache keys, prefix fingerprints, the LMDB
-//! response cache, the LMDB budget ledger and token counting.
+//! response cache, the LMDB budget ledger, token counting, the sentence embedder and vector
+//! index of the semantic cache, and the spend ledger's SQLite row writer.
 //!
 //! The core is plain Rust returning [`Result<_, CoreError>`](error::CoreError); the Python
 //! binding lives only in `py.rs`, behind the `python` feature, so `cargo test` needs no
 //! Python.
 
+pub mod appender;
 pub mod budget;
 pub mod cache;
 pub mod canon;
@@ -20,6 +22,7 @@ pub mod vindex;
 #[cfg(feature = "python")]
 mod py;
 
+pub use appender::{AppenderStats, RowAppender};
 pub use budget::{BudgetLedger, Charge, Committed, Denial, LimitKind, WindowState};
 pub use cache::{CacheStats, ResponseCache};
 pub use canon::{RuleSet, RuleSetOptions};

@@ -29,6 +29,7 @@ use pyo3::types::{
 };
 use serde_json::{Map, Number, Value};
 
+use crate::appender::{self, RowAppender};
 use crate::budget::{self, BudgetLedger};
 use crate::cache::{CacheStats, ResponseCache};
 use crate::canon::{RuleSet, RuleSetOptions, BUILTIN_NAMES};
@@ -57,6 +58,7 @@ struct ExceptionTypes {
     tokenizer: Py<PyType>,
     panic: Py<PyType>,
     embedding: Py<PyType>,
+    ledger: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<ExceptionTypes> = PyOnceLock::new();
@@ -118,6 +120,12 @@ fn exception_types(py: Python<'_>) -> PyResult<&'static ExceptionTypes> {
                 py.get_type::<PyOSError>(),
                 "The embedding model could not be loaded or run (names the directory and the fix).",
             )?,
+            ledger: sub(
+                "LedgerError",
+                py.get_type::<PyOSError>(),
+                "The spend ledger's SQLite file could not be opened for writing (names the path \
+                 and the SQLite error).",
+            )?,
             panic: sub(
                 "NativePanic",
                 py.get_type::<PyRuntimeError>(),
@@ -145,6 +153,7 @@ fn to_py_err(py: Python<'_>, err: CoreError) -> PyErr {
         CoreError::Budget { .. } => raise(py, |t| &t.budget, msg),
         CoreError::Tokenizer(_) => raise(py, |t| &t.tokenizer, msg),
         CoreError::Embedding(_) => raise(py, |t| &t.embedding, msg),
+        CoreError::Ledger { .. } => raise(py, |t| &t.ledger, msg),
         CoreError::InvalidArgument(_) => PyValueError::new_err(msg),
     }
 }
@@ -1166,6 +1175,135 @@ fn committed_tuples(out: Vec<budget::Committed>) -> Vec<CommittedTuple> {
 }
 
 /// Budget ledger on LMDB (atomic reserve / commit / release across processes).
+/// The spend ledger's row writer (see `appender.rs`).
+#[pyclass(name = "RowAppender", module = "skinflint._native", frozen)]
+struct PyRowAppender {
+    inner: RowAppender,
+}
+
+/// One Python value as a SQLite value (`row` names the position for the error message).
+fn sql_value(item: &Bound<'_, PyAny>, index: usize) -> PyResult<rusqlite::types::Value> {
+    use rusqlite::types::Value as Sql;
+    if item.is_none() {
+        Ok(Sql::Null)
+    } else if let Ok(flag) = item.cast::<PyBool>() {
+        Ok(Sql::Integer(i64::from(flag.is_true())))
+    } else if item.is_instance_of::<PyInt>() {
+        item.extract::<i64>().map(Sql::Integer).map_err(|_| {
+            PyValueError::new_err(format!(
+                "row[{index}]: the integer does not fit SQLite's 64-bit integers"
+            ))
+        })
+    } else if let Ok(number) = item.cast::<PyFloat>() {
+        Ok(Sql::Real(number.value()))
+    } else if let Ok(text) = item.cast::<PyString>() {
+        Ok(Sql::Text(text.to_str()?.to_owned()))
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "row[{index}]: a {} cannot be stored; give None, bool, int, float or str",
+            item.get_type().name()?
+        )))
+    }
+}
+
+#[pymethods]
+impl PyRowAppender {
+    #[new]
+    #[pyo3(signature = (path, table, columns, *, linger_s, max_batch = 1024, rows_per_insert = appender::ROWS_PER_INSERT))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        table: &str,
+        columns: Vec<String>,
+        linger_s: f64,
+        max_batch: usize,
+        rows_per_insert: usize,
+    ) -> PyResult<Self> {
+        guard(py, || {
+            if !(linger_s.is_finite() && (0.0..=60.0).contains(&linger_s)) {
+                return Err(PyValueError::new_err(format!(
+                    "linger_s must be between 0 and 60 seconds, got {linger_s}"
+                )));
+            }
+            let linger = std::time::Duration::from_secs_f64(linger_s);
+            let inner = py
+                .detach(|| {
+                    RowAppender::open(&path, table, &columns, linger, max_batch, rows_per_insert)
+                })
+                .map_err(|e| to_py_err(py, e))?;
+            Ok(PyRowAppender { inner })
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path().to_string_lossy().into_owned()
+    }
+
+    /// Queues a row (a tuple of None, bool, int, float, str); returns the failed-row count.
+    /// Stays attached: copying the values is a microsecond, and the queue never blocks.
+    fn append(&self, py: Python<'_>, row: &Bound<'_, PyTuple>) -> PyResult<u64> {
+        guard(py, || {
+            let values = row
+                .iter()
+                .enumerate()
+                .map(|(i, item)| sql_value(&item, i))
+                .collect::<PyResult<Vec<_>>>()?;
+            self.inner.append(values).map_err(|e| to_py_err(py, e))
+        })
+    }
+
+    #[pyo3(signature = (timeout_s = None))]
+    fn flush(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<bool> {
+        guard(py, || {
+            let timeout = match timeout_s {
+                None => None,
+                Some(t) if t.is_finite() && t >= 0.0 => {
+                    Some(std::time::Duration::from_secs_f64(t.min(1e9)))
+                }
+                Some(t) => {
+                    return Err(PyValueError::new_err(format!(
+                        "timeout_s must be a finite number >= 0 or None, got {t}"
+                    )))
+                }
+            };
+            Ok(py.detach(|| self.inner.flush(timeout)))
+        })
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        guard(py, || {
+            py.detach(|| self.inner.close());
+            Ok(())
+        })
+    }
+
+    #[getter]
+    fn appended(&self) -> u64 {
+        self.inner.stats().appended
+    }
+
+    #[getter]
+    fn processed(&self) -> u64 {
+        self.inner.stats().processed
+    }
+
+    #[getter]
+    fn failed(&self) -> u64 {
+        self.inner.stats().failed
+    }
+
+    #[getter]
+    fn commits(&self) -> u64 {
+        self.inner.stats().commits
+    }
+
+    #[getter]
+    fn last_error(&self) -> Option<String> {
+        self.inner.stats().last_error
+    }
+}
+
 #[pyclass(name = "BudgetLedger", module = "skinflint._native", frozen)]
 struct PyBudgetLedger {
     inner: BudgetLedger,
@@ -1501,6 +1639,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TokenizerError", t.tokenizer.bind(py))?;
     m.add("NativePanic", t.panic.bind(py))?;
     m.add("EmbeddingError", t.embedding.bind(py))?;
+    m.add("LedgerError", t.ledger.bind(py))?;
 
     m.add_class::<PyRuleSet>()?;
     m.add_class::<PyCacheKey>()?;
@@ -1511,6 +1650,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBudgetLedger>()?;
     m.add_class::<PyEmbedder>()?;
     m.add_class::<PySemanticIndex>()?;
+    m.add_class::<PyRowAppender>()?;
 
     m.add_function(wrap_pyfunction!(py_cache_key, m)?)?;
     m.add_function(wrap_pyfunction!(py_cache_key_json, m)?)?;

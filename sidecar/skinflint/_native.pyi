@@ -56,6 +56,10 @@ class TokenizerError(NativeError, ValueError):
 class EmbeddingError(NativeError, OSError):
     """The embedding model could not be loaded or run (names the directory and the fix)."""
 
+class LedgerError(NativeError, OSError):
+    """The spend ledger's SQLite file could not be opened for writing (names the path and
+    the SQLite error)."""
+
 class NativePanic(NativeError, RuntimeError):
     """A Rust panic caught at the boundary; the process keeps running."""
 
@@ -212,6 +216,61 @@ class ResponseCache:
     def sync(self) -> None:
         """Flush to disk (useful when ``durable=False``)."""
 
+@final
+class RowAppender:
+    """Rows appended from any thread, committed to one SQLite table by a writer thread of the
+    core that never takes the GIL (the spend ledger's writer).
+
+    The writer wakes for the first row, lets ``linger_s`` pass (unless a flush or close is
+    waiting, or ``max_batch`` rows are queued), then commits up to ``max_batch`` rows in one
+    transaction of multi-row INSERTs. A batch SQLite refuses is dropped, counted in
+    ``failed`` and described in ``last_error``; it is never retried or raised. The caller
+    owns the schema: ``table`` must exist with ``columns``. WAL mode, ``synchronous=NORMAL``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        table: str,
+        columns: Sequence[str],
+        *,
+        linger_s: float,
+        max_batch: int = 1024,
+        rows_per_insert: int = 256,
+    ) -> None:
+        """Raises ValueError (a name that is not a plain identifier, linger_s outside
+        [0, 60], a zero batch) or LedgerError (the file cannot be opened)."""
+
+    @property
+    def path(self) -> str: ...
+    def append(self, row: tuple[bool | int | float | str | None, ...]) -> int:
+        """Queue one row (values in column order); returns how many rows have failed so far.
+
+        Raises:
+            ValueError: the row's length is not the column count, an int does not fit 64
+                bits, or the appender is closed.
+            TypeError: a value of another type.
+        """
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every row appended before the call is processed; False on timeout."""
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer; safe to call twice."""
+
+    @property
+    def appended(self) -> int: ...
+    @property
+    def processed(self) -> int:
+        """Rows committed or given up on."""
+
+    @property
+    def failed(self) -> int: ...
+    @property
+    def commits(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+
 class Embedder:
     """A sentence-embedding model directory (all-MiniLM-L6-v2: ``config.json``,
     ``model.safetensors``, ``tokenizer.json``). The model loads on the first ``embed`` (or
@@ -354,10 +413,12 @@ __all__ = [
     "Embedder",
     "EmbeddingError",
     "KeyInputError",
+    "LedgerError",
     "NativeError",
     "NativePanic",
     "PrefixFingerprint",
     "ResponseCache",
+    "RowAppender",
     "RuleSet",
     "RuleSetError",
     "SemanticIndex",

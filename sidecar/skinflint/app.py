@@ -258,7 +258,7 @@ class App:
                     yield item
 
     def _record(self, call: Call, completion: Completion, *, stream: bool) -> None:
-        """The ledger's record of a finished call (queued: the writer thread commits it)."""
+        """The ledger's record of a finished call (queued: the core's writer commits it)."""
         if self.ledger is not None:
             self.ledger.append(record_of(call, completion, stream=stream))
 

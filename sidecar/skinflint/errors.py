@@ -197,7 +197,8 @@ class InternalError(SkinflintError):
 
 
 class StorageError(InternalError):
-    """The embedded LMDB store failed (the message names the path and the reason)."""
+    """An embedded store (the LMDB cache, the SQLite ledger) failed (the message names the
+    path and the reason)."""
 
 
 def from_native(exc: _native.NativeError, *, context: str) -> SkinflintError:
@@ -210,7 +211,7 @@ def from_native(exc: _native.NativeError, *, context: str) -> SkinflintError:
     detail = f"{context}: {exc}"
     if isinstance(exc, _native.RuleSetError):
         return ConfigError([ConfigIssue(key="rule_sets", problem=detail)])
-    if isinstance(exc, _native.CacheError):
+    if isinstance(exc, _native.CacheError | _native.LedgerError):
         return StorageError(detail)
     if isinstance(exc, _native.NativePanic):
         return InternalError(f"{context}: the native core panicked ({exc})")

@@ -4,9 +4,9 @@ Money is integer nano-USD; tokens are the billed classes of ``accounting.Usage``
 are ``pipeline.pricing.Savings`` lever by lever (their sum is ``baseline - cost``).
 
 A ``NamedTuple``, not a dataclass: it is a table row, one is made per call (a response-cache
-hit included) on the event loop, and the writer thread inserts it as it is. A frozen slotted
-dataclass costs ~4 µs to build and ~30 µs to turn into a row with ``astuple`` (a deep copy,
-on the writer thread while it holds the GIL); the tuple costs ~1 µs and nothing.
+hit included) on the event loop, and the ledger hands it to the core's writer as it is. A
+frozen slotted dataclass cost ~4 µs to build and ~30 µs to turn into a row with ``astuple``
+(a deep copy); the tuple costs ~1 µs to build and nothing to turn into a row.
 """
 
 from __future__ import annotations

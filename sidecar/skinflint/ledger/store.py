@@ -6,17 +6,20 @@ a power loss or OS crash can drop the last transactions, which ``synchronous=FUL
 prevent at one fsync per commit. A record is *acknowledged* once committed (``flush``
 returns then).
 
-**Off the hot path.** ``append`` only puts the record on a queue (well under a microsecond);
-one writer thread wakes for the first record, lets ``LINGER_S`` pass, then commits everything
-queued by then in one transaction. So the writer takes the GIL and commits at most ~20 times
-a second however busy the sidecar is (waking per record took the GIL from the event loop
-once per answer), and the event loop never waits on SQLite. The price is a window of up to
-``LINGER_S`` plus a commit in which an answered call is not yet committed: a crash inside it
-loses those records (``bench/ledger.py`` measures both figures). ``flush`` and ``close`` do
-not linger.
+**Off the hot path.** ``append`` copies the record's values into the Rust core's
+``RowAppender`` (about a microsecond, never blocking on SQLite); the core's writer thread
+wakes for the first record, lets ``LINGER_S`` pass, then commits everything queued by then in
+one transaction of multi-row INSERTs, at most ~20 commits a second however busy the sidecar
+is. That thread never takes the GIL: a Python writer had to take it from the event loop to
+bind every value and to return from every SQLite call, and those hand-offs were most of what
+the ledger cost a response-cache hit (bench/cache.py). The price of lingering is a window of
+up to ``LINGER_S`` plus a commit in which an answered call is not yet committed: a crash
+inside it loses those records (``bench/ledger.py`` measures both figures). ``flush`` and
+``close`` do not linger. A batch SQLite refuses is dropped and logged
+(``ledger_write_failed``), never raised at a caller whose answer was already given.
 
 **Retention.** Records older than ``ledger.retention_days`` are deleted at open and then
-hourly by the writer.
+hourly by a small maintenance thread (on the readers' connection).
 
 Reads (``History`` for Estimate/Project, ``skinflint report``) use their own connection: WAL
 lets them run beside the writer, in this process or another.
@@ -25,18 +28,16 @@ lets them run beside the writer, in this process or another.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from skinflint import _native
 from skinflint.ledger import queries
 from skinflint.ledger.record import COLUMNS, LedgerRecord
 from skinflint.logs import get_logger
@@ -89,13 +90,6 @@ CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ms);
 CREATE INDEX IF NOT EXISTS calls_feature_ts ON calls (feature, ts_ms);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
-_ROW_PARAMS = f"({', '.join('?' * len(COLUMNS))})"
-#: Rows per INSERT statement (fewer when the SQLite build allows fewer parameters).
-ROWS_PER_INSERT = 256
-
-
-def _insert(rows: int) -> str:
-    return f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW_PARAMS] * rows)}"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -105,11 +99,6 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
-
-
-@dataclass(frozen=True, slots=True)
-class _Flush:
-    done: threading.Event
 
 
 class Ledger:
@@ -130,12 +119,22 @@ class Ledger:
             conn.executescript(_SCHEMA)
         self._reader = conn
         self._read_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[LedgerRecord | _Flush | None] = queue.SimpleQueue()
         self._stats: dict[str, tuple[float, OutputStats | None]] = {}
         self._closed = False
+        self._failed_seen = 0
         self.prune()
-        self._writer = threading.Thread(target=self._run, name="skinflint-ledger", daemon=True)
-        self._writer.start()
+        try:
+            self._appender = _native.RowAppender(
+                str(path), "calls", list(COLUMNS), linger_s=LINGER_S, max_batch=MAX_BATCH
+            )
+        except _native.LedgerError as exc:  # one failure type for "cannot open the ledger"
+            conn.close()
+            raise sqlite3.OperationalError(str(exc)) from exc
+        self._stop = threading.Event()
+        self._maintainer = threading.Thread(
+            target=self._maintain, name="skinflint-ledger-prune", daemon=True
+        )
+        self._maintainer.start()
 
     @classmethod
     def open(cls, data_dir: Path, *, retention_days: int) -> Self:
@@ -144,29 +143,53 @@ class Ledger:
     # -- writing --------------------------------------------------------------------------
 
     def append(self, record: LedgerRecord) -> None:
-        """Queue ``record`` for the writer thread (never blocks; see the module docstring)."""
+        """Queue ``record`` for the core's writer (never blocks; see the module docstring)."""
         if self._closed:
             _log.error("ledger_closed_append", request_id=record.request_id)
             return
-        self._queue.put(record)
+        failed = self._appender.append(record)
+        if failed != self._failed_seen:
+            self._report_failures(failed)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything appended so far is committed; False on timeout."""
         if self._closed:
             return True
-        done = threading.Event()
-        self._queue.put(_Flush(done))
-        return done.wait(timeout_s)
+        done = bool(self._appender.flush(timeout_s))
+        self._report_failures(self._appender.failed)
+        return done
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and close; safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._writer.join()
+        self._appender.close()
+        self._report_failures(self._appender.failed)
+        self._stop.set()
+        self._maintainer.join()
         with self._read_lock:
             self._reader.close()
+
+    @property
+    def commits(self) -> int:
+        """Transactions the writer has committed (tests and benchmarks read it)."""
+        return int(self._appender.commits)
+
+    @property
+    def processed(self) -> int:
+        """Records the writer has committed or given up on (tests and benchmarks read it)."""
+        return int(self._appender.processed)
+
+    def _report_failures(self, failed: int) -> None:
+        # The answers were already given; losing their records is logged, never raised.
+        if failed > self._failed_seen:
+            _log.error(
+                "ledger_write_failed",
+                records=failed - self._failed_seen,
+                error=self._appender.last_error,
+            )
+            self._failed_seen = failed
 
     def __enter__(self) -> Self:
         return self
@@ -179,67 +202,9 @@ class Ledger:
     ) -> None:
         self.close()
 
-    def _run(self) -> None:
-        conn = connect(self.path)
-        last_prune = time.monotonic()
-        try:
-            stop = backlog = False
-            while not stop:
-                item = self._queue.get()
-                if isinstance(item, LedgerRecord) and not backlog:
-                    time.sleep(LINGER_S)  # let the records of the next ~50 ms join this commit
-                batch: list[LedgerRecord] = []
-                waiting: list[_Flush] = []
-                while True:
-                    if item is None:
-                        stop = True
-                    elif isinstance(item, _Flush):
-                        waiting.append(item)
-                    else:
-                        batch.append(item)
-                    if len(batch) >= MAX_BATCH:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                # A full batch means more are waiting: take them at once, without lingering.
-                backlog = len(batch) >= MAX_BATCH
-                if batch:
-                    self._write(conn, batch)
-                for flush in waiting:
-                    flush.done.set()
-                if time.monotonic() - last_prune >= PRUNE_EVERY_S:
-                    last_prune = time.monotonic()
-                    self._prune(conn)
-        finally:
-            conn.close()
-
-    def _write(self, conn: sqlite3.Connection, batch: Sequence[LedgerRecord]) -> None:
-        """One transaction, in as few SQLite calls as possible.
-
-        Each call into SQLite releases the GIL and then has to take it back from the busy
-        event loop (a forced switch that stalls the loop for a moment). ``executemany`` does
-        that once per record, and an explicit BEGIN/COMMIT twice more: bench/cache.py showed
-        that hand-off, not the SQLite work, to be most of what the ledger cost a
-        response-cache hit, in throughput and in its p99. So the batch goes in multi-row
-        INSERTs, and a batch that fits one INSERT (the usual case: ``ROWS_PER_INSERT``
-        records in ``LINGER_S``) is that one statement, its own transaction.
-        """
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
-        step = max(1, min(ROWS_PER_INSERT, limit))
-        try:
-            if len(batch) <= step:
-                conn.execute(_insert(len(batch)), list(itertools.chain.from_iterable(batch)))
-                return
-            with conn:
-                conn.execute("BEGIN")
-                for start in range(0, len(batch), step):
-                    rows = batch[start : start + step]
-                    conn.execute(_insert(len(rows)), list(itertools.chain.from_iterable(rows)))
-        except sqlite3.Error as exc:
-            # The answers were already given; losing their records is logged, never raised.
-            _log.error("ledger_write_failed", records=len(batch), error=str(exc))
+    def _maintain(self) -> None:
+        while not self._stop.wait(PRUNE_EVERY_S):
+            self.prune()
 
     def prune(self) -> int:
         """Delete records past the retention; how many went."""
