@@ -232,6 +232,10 @@ class App:
             DeadlineExceeded: the time ran out first.
             InvalidArgument: the model is unknown, or the provider rejected the request.
         """
+        if not self.telemetry.active:  # nothing would record a span or a metric: no observation
+            completion = await self._complete.complete(call, timeout_s=timeout_s)
+            self._record(call, completion, stream=False)
+            return completion
         with self.telemetry.observe("skinflint.complete", call) as observation:
             completion = await self._complete.complete(call, timeout_s=timeout_s)
             observation.completion = completion

@@ -412,6 +412,14 @@ class BudgetGuard:
         self, attribution: Attribution, *, nanousd: int = 0, tokens: int = 0
     ) -> tuple[Touch, ...]:
         """Spend without a reservation (a response-cache hit: zero cost, one request)."""
+        cache = self._cache
+        if (
+            self._seeded
+            and not cache.specs
+            and cache.loaded_at is not None
+            and time.monotonic() - cache.loaded_at < SPEC_REFRESH_S
+        ):
+            return ()  # no budget is set (as of the last refresh): nothing to count
         specs = await self.matching(attribution)
         if not specs:
             return ()

@@ -111,6 +111,9 @@ class Telemetry:
         #: With the API's no-op tracer a span is never recorded: skip making one (and the
         #: transport skips attaching the caller's trace context).
         self.tracing = not isinstance(tracer_provider, trace.NoOpTracerProvider)
+        #: Anything to record at all (false with the default exporter ``none``): callers on
+        #: the hot path may skip ``observe`` entirely.
+        self.active = self.tracing or self._metering
         self._tracer = tracer_provider.get_tracer("skinflint", __version__)
         meter = meter_provider.get_meter("skinflint", __version__)
         self._requests = meter.create_counter(
