@@ -177,6 +177,9 @@ def test_a_repeated_call_gets_its_kept_decision(layer: ResponseCacheLayer) -> No
     assert rebuilt is not decision and rebuilt == decision
     changed = layer.decide(make_call(temperature=0.5))
     assert changed.key != decision.key and not changed.store
+    # ``replace`` of any part starts with nothing derived: never the old call's decision.
+    warm = dataclasses.replace(call, params=GenerationParams(max_tokens=64, temperature=0.5))
+    assert not warm.derived and layer.decide(warm) == changed
 
 
 def test_hits_of_a_small_value_share_one_decoded_entry(layer: ResponseCacheLayer) -> None:

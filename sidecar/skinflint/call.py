@@ -250,6 +250,11 @@ class Call:
     attribution: Attribution = field(default_factory=Attribution)
     policy: Policy = field(default_factory=Policy)
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: Values the pipeline derives from this call's parts (the response-cache decision),
+    #: kept with it so a repeated request (the transport's kept ``Call`` under a new id, see
+    #: ``with_request_id``) derives them once. Shared by those twins only: never compared,
+    #: never passed to ``__init__``, so ``dataclasses.replace`` starts it empty.
+    derived: dict[object, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
@@ -258,8 +263,8 @@ class Call:
         """This call under another id, sharing every other (frozen) part with this one.
 
         Performance: a field copy instead of ``dataclasses.replace``, which re-runs
-        ``__init__`` and ``__post_init__`` (the labels are already a read-only copy); the
-        shared parts are what lets the hit path's identity memos recognise a repeated call.
+        ``__init__`` and ``__post_init__`` (the labels are already a read-only copy). The
+        twin shares ``derived``: the id changes nothing derived from the other parts.
         """
         twin = object.__new__(Call)
         for name in _CALL_FIELDS:

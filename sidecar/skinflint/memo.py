@@ -1,9 +1,9 @@
 """``IdentityMemo``: values derived from immutable objects, found again by the objects' identity.
 
 Performance (bench/cache.py): on a response-cache hit the same frozen objects come back
-request after request (the transport's kept ``Call`` parts, the decoded cache entry), and
-what the hit path derives from them (the cache decision, the answer's ``Served`` and bill,
-the prebuilt wire response) is a pure function of them. Hashing the objects' contents would
+request after request (the call's kept cache decision, the decoded cache entry), and what
+the hit path derives from them (the answer's ``Served`` and bill, the prebuilt wire
+response) is a pure function of them. Hashing the objects' contents would
 cost about what deriving does, so the memo is keyed by their ``id``\\ s instead. That is only
 sound while the objects are alive (a freed object's id can be reused), so every entry holds
 its key objects: an id in the memo always names the object it was computed from. Callers pass

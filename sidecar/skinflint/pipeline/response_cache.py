@@ -71,7 +71,6 @@ from skinflint.call import Call, ModelKind, TextPart, Tier, ToolUsePart, freeze_
 from skinflint.config import Settings
 from skinflint.errors import SkinflintError, native_errors
 from skinflint.logs import get_logger
-from skinflint.memo import IdentityMemo
 from skinflint.pipeline.cache_l2 import RedisL2
 from skinflint.pipeline.pricing import Bill, Savings
 from skinflint.pipeline.semantic_cache import Probe, SemanticCache
@@ -84,8 +83,6 @@ FORMAT_VERSION = 1
 #: Bounds of the decoded-entry memo (at most about 16 MiB of values).
 DECODED_MAX_ENTRIES = 1024
 DECODED_MAX_VALUE_BYTES = 16 * 1024
-#: Calls whose decision is kept (the transport keeps as many request shapes).
-DECISION_MEMO_ENTRIES = 1024
 
 
 class CacheStatus(StrEnum):
@@ -266,25 +263,14 @@ class ResponseCacheLayer:
         #: is not JSON-decoded on every hit. Keyed by the value itself (expiry stays LMDB's:
         #: a value is only seen when it is live), bounded in count and per-value size.
         self._decoded: dict[bytes, Entry] = {}
-        self._decisions: IdentityMemo[CacheDecision] = IdentityMemo(DECISION_MEMO_ENTRIES)
 
     def decide(self, call: Call) -> CacheDecision:
         """What the cache does for ``call``; a pure function of every part of the call but
-        its id and labels, so it is kept for the very parts it was computed from (a repeated
-        request arrives as the transport's kept ``Call`` under a new id: ``IdentityMemo``)."""
-        parts = (
-            call.model,
-            call.messages,
-            call.system,
-            call.tools,
-            call.tool_choice,
-            call.params,
-            call.attribution,
-            call.policy,
-        )
-        decision = self._decisions.get(parts)
+        its id and labels, so it is kept in ``call.derived`` (a repeated request arrives as
+        the transport's kept ``Call`` under a new id, and decides once)."""
+        decision: CacheDecision | None = call.derived.get(self)
         if decision is None:
-            decision = self._decisions.put(parts, self._decide(call))
+            decision = call.derived[self] = self._decide(call)
         return decision
 
     def _decide(self, call: Call) -> CacheDecision:
