@@ -217,7 +217,17 @@ class BudgetGuard:
             self._cache.loaded_at = None
             _log.info("budgets_seeded", budgets=[s.id for s in self._seed])
 
+    def _fresh_specs(self) -> dict[str, BudgetSpec] | None:
+        """The specs as last loaded while they are fresh; None when they must be (re)loaded."""
+        loaded = self._cache.loaded_at
+        if self._seeded and loaded is not None and time.monotonic() - loaded < SPEC_REFRESH_S:
+            return self._cache.specs
+        return None
+
     async def _specs(self) -> dict[str, BudgetSpec]:
+        fresh = self._fresh_specs()
+        if fresh is not None:
+            return fresh
         await self.start()
         now = time.monotonic()
         loaded = self._cache.loaded_at
@@ -288,8 +298,6 @@ class BudgetGuard:
 
     async def matching(self, attribution: Attribution) -> list[BudgetSpec]:
         specs = await self._specs()
-        if not specs:  # the common case on a hit when no budget is set: nothing to sort
-            return []
         return [
             s
             for s in sorted(specs.values(), key=lambda s: s.id)
@@ -412,14 +420,8 @@ class BudgetGuard:
         self, attribution: Attribution, *, nanousd: int = 0, tokens: int = 0
     ) -> tuple[Touch, ...]:
         """Spend without a reservation (a response-cache hit: zero cost, one request)."""
-        cache = self._cache
-        if (
-            self._seeded
-            and not cache.specs
-            and cache.loaded_at is not None
-            and time.monotonic() - cache.loaded_at < SPEC_REFRESH_S
-        ):
-            return ()  # no budget is set (as of the last refresh): nothing to count
+        if self._fresh_specs() == {}:  # no budget is set (a hit's usual case): nothing to count
+            return ()
         specs = await self.matching(attribution)
         if not specs:
             return ()

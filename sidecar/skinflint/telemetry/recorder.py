@@ -14,10 +14,11 @@ from config (``from_config``), tests hand in SDK providers with in-memory export
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
@@ -55,33 +56,6 @@ class Observation:
     metered: bool
     completion: Completion | None = None
     started: float = field(default_factory=time.perf_counter)
-
-
-class _Observing:
-    """``Telemetry.observe``'s context manager. Performance: a class, not a
-    ``contextmanager`` generator, because it wraps every call (a cache hit included)."""
-
-    __slots__ = ("_call", "_metered", "_name", "_observation", "_spanned", "_telemetry")
-
-    def __init__(self, telemetry: Telemetry, name: str, call: Call | None, metered: bool) -> None:
-        self._telemetry = telemetry
-        self._name = name
-        self._call = call
-        self._metered = metered
-
-    def __enter__(self) -> Observation:
-        self._observation, self._spanned = self._telemetry._start(
-            self._name, self._call, self._metered
-        )
-        return self._observation
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._telemetry._end(self._observation, self._spanned, exc)
 
 
 def status_name(exc: BaseException) -> str:
@@ -166,46 +140,36 @@ class Telemetry:
         if providers is not None:
             shutdown(providers)
 
-    def observe(self, name: str, call: Call | None = None, *, metered: bool = True) -> _Observing:
-        """A span around one operation (see the module docstring), as a context manager
-        whose ``as`` target is the ``Observation``."""
-        return _Observing(self, name, call, metered)
-
-    def _start(self, name: str, call: Call | None, metered: bool) -> tuple[Observation, Any]:
-        """The observation and its entered span context (None: tracing is off)."""
-        spanned: Any = None
-        span: trace.Span = trace.INVALID_SPAN
-        if self.tracing:
-            spanned = self._tracer.start_as_current_span(
+    @contextlib.contextmanager
+    def observe(
+        self, name: str, call: Call | None = None, *, metered: bool = True
+    ) -> Iterator[Observation]:
+        """A span around one operation (see the module docstring)."""
+        spanned = (
+            self._tracer.start_as_current_span(
                 name,
                 kind=trace.SpanKind.SERVER,
                 record_exception=False,
                 set_status_on_exception=False,
             )
-            span = spanned.__enter__()
-        observation = Observation(span, call, self._metering and metered and call is not None)
-        if call is not None and span.is_recording():
-            try:
+            if self.tracing
+            else contextlib.nullcontext(trace.INVALID_SPAN)
+        )
+        with spanned as span:
+            observation = Observation(span, call, self._metering and metered and call is not None)
+            if call is not None and span.is_recording():
                 span.set_attributes(attr.call_attributes(call))
                 if self.capture_content:
                     span.set_attributes(content.input_attributes(call))
-            except BaseException as exc:  # the span is current: end it, detach it
-                spanned.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-        return observation, spanned
-
-    def _end(self, observation: Observation, spanned: Any, exc: BaseException | None) -> None:
-        try:
             outcome = "OK"
-            if exc is not None:
+            try:
+                yield observation
+            except BaseException as exc:
                 outcome = status_name(exc)
-                self._failed(observation.span, exc, outcome)
-            self._finish(observation, outcome)
-        finally:
-            if spanned is not None:
-                spanned.__exit__(
-                    type(exc) if exc else None, exc, exc.__traceback__ if exc else None
-                )
+                self._failed(span, exc, outcome)
+                raise
+            finally:
+                self._finish(observation, outcome)
 
     def _failed(self, span: trace.Span, exc: BaseException, code: str) -> None:
         span.set_status(Status(StatusCode.ERROR, code))
