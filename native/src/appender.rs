@@ -12,7 +12,8 @@
 //! up to `max_batch` rows in one transaction of multi-row INSERTs. `flush` waits until
 //! every row appended before it is processed (committed, or counted in `failed` with the
 //! error kept in `last_error`: a failed batch is dropped, never retried, never raised at the
-//! caller). The schema belongs to the caller: it creates the table; this only inserts into
+//! caller). At most [`MAX_PENDING`] rows wait; past that a row is dropped and counted in
+//! `failed` instead of letting memory grow while SQLite is stalled. The schema belongs to the caller: it creates the table; this only inserts into
 //! the named columns. WAL mode with `synchronous=NORMAL`, as the ledger's readers use.
 
 use std::collections::VecDeque;
@@ -28,6 +29,10 @@ use crate::error::{CoreError, Result};
 
 /// Rows per INSERT statement (a transaction holds as many statements as the batch needs).
 pub const ROWS_PER_INSERT: usize = 256;
+/// Rows that may wait for the writer. Beyond this (SQLite stalled for minutes, or cannot keep
+/// up) a row is dropped and counted in `failed` rather than let memory grow without bound:
+/// at ~1 KB a row, this is about 256 MB, several minutes of a busy sidecar's records.
+pub const MAX_PENDING: usize = 1 << 18;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One row: its values in column order.
@@ -77,6 +82,7 @@ pub struct AppenderStats {
 pub struct RowAppender {
     path: PathBuf,
     columns: usize,
+    max_pending: usize,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -135,6 +141,7 @@ impl RowAppender {
         Ok(RowAppender {
             path: path.to_path_buf(),
             columns: columns.len(),
+            max_pending: MAX_PENDING,
             shared,
             writer: Mutex::new(Some(handle)),
         })
@@ -160,6 +167,16 @@ impl RowAppender {
                 "the appender for {} is closed",
                 self.path.display()
             )));
+        }
+        if state.pending.len() >= self.max_pending {
+            // Not queued, so not part of what a flush waits for: counted as failed only.
+            state.failed += 1;
+            state.last_error = Some(format!(
+                "the writer is {} records behind (SQLite stalled or too slow); \
+                 records are being dropped",
+                state.pending.len()
+            ));
+            return Ok(state.failed);
         }
         state.pending.push_back(row);
         state.appended += 1;
@@ -481,6 +498,23 @@ mod tests {
         assert_eq!(app.append(row(2)).unwrap(), 1); // the count reaches the caller
         assert!(app.flush(Some(Duration::from_secs(30))));
         assert_eq!(read(&path).len(), 2);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_rather_than_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = table(dir.path());
+        let mut app = appender(&path, Duration::from_secs(3600), 1024, 256);
+        app.max_pending = 3;
+        // The writer lingers for an hour: the queue only drains on flush.
+        let failed: Vec<u64> = (0..5).map(|n| app.append(row(n)).unwrap()).collect();
+        assert_eq!(failed, vec![0, 0, 0, 1, 2]);
+        let stats = app.stats();
+        assert_eq!((stats.appended, stats.failed), (3, 2));
+        assert!(stats.last_error.unwrap().contains("dropped"));
+        assert!(app.flush(Some(Duration::from_secs(30))));
+        assert_eq!(read(&path).len(), 3);
+        assert_eq!(app.append(row(9)).unwrap(), 2); // room again once written
     }
 
     #[cfg(target_os = "linux")]

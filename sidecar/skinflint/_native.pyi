@@ -224,8 +224,10 @@ class RowAppender:
     The writer wakes for the first row, lets ``linger_s`` pass (unless a flush or close is
     waiting, or ``max_batch`` rows are queued), then commits up to ``max_batch`` rows in one
     transaction of multi-row INSERTs. A batch SQLite refuses is dropped, counted in
-    ``failed`` and described in ``last_error``; it is never retried or raised. The caller
-    owns the schema: ``table`` must exist with ``columns``. WAL mode, ``synchronous=NORMAL``.
+    ``failed`` and described in ``last_error``; it is never retried or raised. At most
+    262,144 rows wait for the writer; past that a row is dropped and counted the same way.
+    The caller owns the schema: ``table`` must exist with ``columns``. WAL mode,
+    ``synchronous=NORMAL``.
     """
 
     def __init__(

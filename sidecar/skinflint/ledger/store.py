@@ -16,7 +16,9 @@ the ledger cost a response-cache hit (bench/cache.py). The price of lingering is
 up to ``LINGER_S`` plus a commit in which an answered call is not yet committed: a crash
 inside it loses those records (``bench/ledger.py`` measures both figures). ``flush`` and
 ``close`` do not linger. A batch SQLite refuses is dropped and logged
-(``ledger_write_failed``), never raised at a caller whose answer was already given.
+(``ledger_write_failed``), never raised at a caller whose answer was already given; so is a
+record that finds 262,144 others still waiting (SQLite stalled), rather than memory growing
+without bound.
 
 **Retention.** Records older than ``ledger.retention_days`` are deleted at open and then
 hourly by a small maintenance thread (on the readers' connection).
