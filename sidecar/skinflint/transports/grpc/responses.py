@@ -136,12 +136,15 @@ class CompleteResponses:
         parts = (result.content, result.stop_reason, result.served, result.usage, result.bill)
         kept = self._kept.get(parts)
         if kept is None:
-            kept = complete_response(replace(result, request_id="", budgets=()))
-            if kept.ByteSize() > self._max_bytes:
-                return complete_response(result)
-            self._kept.put(parts, kept)
-        response = pb.CompleteResponse()
-        response.CopyFrom(kept)
+            built = complete_response(replace(result, request_id="", budgets=()))
+            if built.ByteSize() > self._max_bytes:
+                response = built  # too big to keep: this call's own, built once
+            else:
+                response = pb.CompleteResponse()
+                response.CopyFrom(self._kept.put(parts, built))
+        else:
+            response = pb.CompleteResponse()
+            response.CopyFrom(kept)
         response.request_id = result.request_id
         if result.budgets:
             response.budgets.extend(budget_touch(t) for t in result.budgets)
